@@ -1,0 +1,404 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+var errNegativeDuration = errors.New("duration must not be negative")
+
+// Source says where a resource was read from, and where each of its fields is, so
+// that an error found at any later stage can name file, line and field.
+type Source struct {
+	File string
+	Line int
+	// fields maps a field path ("spec.rules[0].match.path.regex") to its position.
+	fields map[string]token.Position
+}
+
+// Pos returns the line and column of field, or of its nearest ancestor that has one.
+func (s Source) Pos(field string) (line, col int) {
+	for f := field; ; {
+		if p, ok := s.fields[f]; ok {
+			return p.Line, p.Column
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i <= 0 {
+			return s.Line, 0
+		}
+		f = f[:i]
+	}
+}
+
+// Error is a config error with its place. Field is a dotted path inside the resource.
+type Error struct {
+	File     string
+	Line     int
+	Column   int
+	Resource string // "Kind namespace/name", empty before the resource is known
+	Field    string
+	Msg      string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+	} else {
+		b.WriteString("<config>")
+	}
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+		if e.Column > 0 {
+			b.WriteString(":" + strconv.Itoa(e.Column))
+		}
+	}
+	b.WriteString(": ")
+	if e.Resource != "" {
+		b.WriteString(e.Resource + ": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Raw is a YAML value kept undecoded until its owner (a filter, say) knows its type.
+// It remembers its place, so errors from Decode name the right line.
+type Raw struct {
+	node ast.Node
+	src  *Source
+	path string
+}
+
+// UnmarshalYAML keeps the node.
+func (r *Raw) UnmarshalYAML(n ast.Node) error {
+	r.node = n
+	return nil
+}
+
+// MarshalYAML writes the kept value back.
+func (r Raw) MarshalYAML() (any, error) {
+	if r.node == nil {
+		return nil, nil
+	}
+	var v any
+	if err := yaml.NodeToValue(r.node, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// IsZero reports whether no value was given.
+func (r Raw) IsZero() bool { return r.node == nil || r.node.Type() == ast.NullType }
+
+// Decode decodes the value strictly into v (unknown fields are errors). An absent
+// value leaves v unchanged.
+func (r Raw) Decode(v any) error {
+	if r.IsZero() {
+		return nil
+	}
+	if err := yaml.NodeToValue(r.node, v, yaml.Strict()); err != nil {
+		e := yamlError(r.srcFile(), err)
+		e.Field = r.path
+		return e
+	}
+	return nil
+}
+
+func (r Raw) srcFile() string {
+	if r.src == nil {
+		return ""
+	}
+	return r.src.File
+}
+
+// Object is one decoded resource of a kind whose spec type is S.
+type Object[S any] struct {
+	Meta   Metadata
+	Spec   S
+	Source Source
+}
+
+// Ref is "Kind namespace/name", the way errors and logs name a resource.
+func (o *Object[S]) Ref(kind string) string { return kind + " " + o.Meta.Namespace + "/" + o.Meta.Name }
+
+// Set is every resource read from one or more files, grouped by kind, in file order.
+type Set struct {
+	Listeners             []*Object[ListenerSpec]
+	Routes                []*Object[RouteSpec]
+	Clusters              []*Object[ClusterSpec]
+	Telemetry             []*Object[TelemetrySpec]
+	ExternalServices      []*Object[ExternalServiceSpec]
+	EgressPolicies        []*Object[EgressPolicySpec]
+	AuthorizationPolicies []*Object[AuthorizationPolicySpec]
+	Workloads             []*Object[WorkloadSpec]
+}
+
+// Len is the number of resources in the set.
+func (s *Set) Len() int {
+	return len(s.Listeners) + len(s.Routes) + len(s.Clusters) + len(s.Telemetry) +
+		len(s.ExternalServices) + len(s.EgressPolicies) + len(s.AuthorizationPolicies) + len(s.Workloads)
+}
+
+type envelope struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Metadata   Metadata `yaml:"metadata"`
+	Spec       Raw      `yaml:"spec"`
+}
+
+// LoadFiles reads every named file (a directory contributes its *.yaml and *.yml files,
+// sorted) into one Set, and validates it. It returns all errors found, joined.
+func LoadFiles(paths ...string) (*Set, []byte, error) {
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, e := range ents {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				files = append(files, filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	set := &Set{}
+	var all []byte
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		all = append(all, data...)
+		all = append(all, '\n')
+		if err := set.Add(f, data); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := Validate(set); err != nil {
+		return nil, nil, err
+	}
+	return set, all, nil
+}
+
+// Parse decodes one file's bytes into a new Set and validates it.
+func Parse(file string, data []byte) (*Set, error) {
+	set := &Set{}
+	if err := set.Add(file, data); err != nil {
+		return nil, err
+	}
+	if err := Validate(set); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// Add decodes every document of one file into the set, strictly. It does not check
+// references between resources; Validate does.
+func (s *Set) Add(file string, data []byte) error {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return yamlError(file, err)
+	}
+	var errs []error
+	for _, doc := range f.Docs {
+		if doc.Body == nil || doc.Body.Type() == ast.NullType {
+			continue
+		}
+		if err := s.addDoc(file, doc.Body); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Set) addDoc(file string, body ast.Node) error {
+	var env envelope
+	if err := yaml.NodeToValue(body, &env, yaml.Strict()); err != nil {
+		return yamlError(file, err)
+	}
+	tok := body.GetToken()
+	src := Source{File: file, fields: map[string]token.Position{}}
+	if tok != nil {
+		src.Line = tok.Position.Line
+	}
+	indexPositions(body, "", src.fields)
+	ref := env.Kind + " " + env.Metadata.Namespace + "/" + env.Metadata.Name
+	fail := func(field, msg string) error {
+		l, c := src.Pos(field)
+		return &Error{File: file, Line: l, Column: c, Resource: ref, Field: field, Msg: msg}
+	}
+	switch {
+	case env.APIVersion == "":
+		return fail("apiVersion", "required")
+	case env.APIVersion != APIVersion:
+		return fail("apiVersion", fmt.Sprintf("unsupported %q (this build reads %q)", env.APIVersion, APIVersion))
+	case env.Kind == "":
+		return fail("kind", "required")
+	case env.Metadata.Name == "":
+		return fail("metadata.name", "required")
+	case !validName(env.Metadata.Name):
+		return fail("metadata.name", fmt.Sprintf("%q is not a DNS label (lower-case letters, digits, '-', '.')", env.Metadata.Name))
+	}
+	if env.Metadata.Namespace == "" {
+		env.Metadata.Namespace = "default"
+		ref = env.Kind + " default/" + env.Metadata.Name
+	} else if !validName(env.Metadata.Namespace) {
+		return fail("metadata.namespace", fmt.Sprintf("%q is not a DNS label", env.Metadata.Namespace))
+	}
+	if env.Spec.IsZero() {
+		return fail("spec", "required")
+	}
+	env.Spec.src = &src
+	env.Spec.path = "spec"
+	var err error
+	switch env.Kind {
+	case KindListener:
+		s.Listeners, err = addObject(s.Listeners, env, src)
+	case KindRoute:
+		s.Routes, err = addObject(s.Routes, env, src)
+	case KindCluster:
+		s.Clusters, err = addObject(s.Clusters, env, src)
+	case KindTelemetry:
+		s.Telemetry, err = addObject(s.Telemetry, env, src)
+	case KindExternalService:
+		s.ExternalServices, err = addObject(s.ExternalServices, env, src)
+	case KindEgressPolicy:
+		s.EgressPolicies, err = addObject(s.EgressPolicies, env, src)
+	case KindAuthorizationPolicy:
+		s.AuthorizationPolicies, err = addObject(s.AuthorizationPolicies, env, src)
+	case KindWorkload:
+		s.Workloads, err = addObject(s.Workloads, env, src)
+	default:
+		return fail("kind", fmt.Sprintf("unknown kind %q", env.Kind))
+	}
+	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.Resource = ref
+		}
+		return err
+	}
+	return nil
+}
+
+func addObject[S any](list []*Object[S], env envelope, src Source) ([]*Object[S], error) {
+	o := &Object[S]{Meta: env.Metadata, Source: src}
+	if err := env.Spec.Decode(&o.Spec); err != nil {
+		return list, err
+	}
+	setRawSources(&o.Spec, &src)
+	return append(list, o), nil
+}
+
+// yamlError turns a go-yaml error into an *Error carrying its position.
+func yamlError(file string, err error) *Error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		if ce.File == "" {
+			ce.File = file
+		}
+		return ce
+	}
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		e := &Error{File: file, Msg: ye.GetMessage()}
+		if t := ye.GetToken(); t != nil && t.Position != nil {
+			e.Line, e.Column = t.Position.Line, t.Position.Column
+		}
+		return e
+	}
+	return &Error{File: file, Msg: err.Error()}
+}
+
+// indexPositions records the position of every mapping value and sequence item under
+// n, keyed by its field path.
+func indexPositions(n ast.Node, path string, out map[string]token.Position) {
+	switch n := n.(type) {
+	case *ast.MappingNode:
+		for _, v := range n.Values {
+			indexPositions(v, path, out)
+		}
+	case *ast.MappingValueNode:
+		key := n.Key.String()
+		p := key
+		if path != "" {
+			p = path + "." + key
+		}
+		if t := n.Key.GetToken(); t != nil && t.Position != nil {
+			out[p] = *t.Position
+		}
+		indexPositions(n.Value, p, out)
+	case *ast.SequenceNode:
+		for i, v := range n.Values {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			if t := v.GetToken(); t != nil && t.Position != nil {
+				out[p] = *t.Position
+			}
+			indexPositions(v, p, out)
+		}
+	case *ast.TagNode:
+		indexPositions(n.Value, path, out)
+	case *ast.AnchorNode:
+		indexPositions(n.Value, path, out)
+	}
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '-' || c == '.') && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// setRawSources tells every Raw inside a spec where it sits, for its error messages.
+func setRawSources(spec any, src *Source) {
+	r, ok := spec.(*RouteSpec)
+	if !ok {
+		return
+	}
+	for i := range r.Rules {
+		for j := range r.Rules[i].Filters {
+			c := &r.Rules[i].Filters[j].Config
+			c.src = src
+			c.path = fmt.Sprintf("spec.rules[%d].filters[%d].config", i, j)
+		}
+	}
+}
+
+// nodeError is an error positioned at n, for custom unmarshalers.
+func nodeError(n ast.Node, msg string) error {
+	e := &Error{Msg: msg}
+	if t := n.GetToken(); t != nil && t.Position != nil {
+		e.Line, e.Column = t.Position.Line, t.Position.Column
+	}
+	return e
+}
