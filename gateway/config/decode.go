@@ -402,3 +402,44 @@ func nodeError(n ast.Node, msg string) error {
 	}
 	return e
 }
+
+// Document is one resource in its file form, for writing a set back out.
+type Document struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Metadata   Metadata `yaml:"metadata"`
+	Spec       any      `yaml:"spec"`
+}
+
+// Documents returns every resource of the set in file form, kind by kind.
+func (s *Set) Documents() []Document {
+	var out []Document
+	add := func(kind string, meta Metadata, spec any) {
+		out = append(out, Document{APIVersion: APIVersion, Kind: kind, Metadata: meta, Spec: spec})
+	}
+	for _, o := range s.Listeners {
+		add(KindListener, o.Meta, o.Spec)
+	}
+	for _, o := range s.Routes {
+		add(KindRoute, o.Meta, o.Spec)
+	}
+	for _, o := range s.Clusters {
+		add(KindCluster, o.Meta, o.Spec)
+	}
+	for _, o := range s.Telemetry {
+		add(KindTelemetry, o.Meta, o.Spec)
+	}
+	for _, o := range s.ExternalServices {
+		add(KindExternalService, o.Meta, o.Spec)
+	}
+	for _, o := range s.EgressPolicies {
+		add(KindEgressPolicy, o.Meta, o.Spec)
+	}
+	for _, o := range s.AuthorizationPolicies {
+		add(KindAuthorizationPolicy, o.Meta, o.Spec)
+	}
+	for _, o := range s.Workloads {
+		add(KindWorkload, o.Meta, o.Spec)
+	}
+	return out
+}

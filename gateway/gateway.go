@@ -1,0 +1,364 @@
+// Package gateway runs the routing core in one role (ingress, egress or sidecar):
+// it loads the config, compiles it into a snapshot, serves the listeners, swaps in
+// new snapshots on reload (SIGHUP or a changed file) and refuses bad ones while the
+// running one keeps serving (SM-DR5), and serves the admin listener.
+//
+// It is not for anything a request touches; that is gateway/snapshot and below.
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/portcullis/portcullis/gateway/admin"
+	"github.com/portcullis/portcullis/gateway/config"
+	"github.com/portcullis/portcullis/gateway/listener"
+	"github.com/portcullis/portcullis/gateway/observe"
+	"github.com/portcullis/portcullis/gateway/snapshot"
+)
+
+// Roles.
+const (
+	RoleIngress = "ingress"
+	RoleEgress  = "egress"
+	RoleSidecar = "sidecar"
+)
+
+// Options configure a Gateway. Every field documents its zero value.
+type Options struct {
+	// Role is ingress, egress or sidecar. Required.
+	Role string
+	// ConfigPaths are files or directories of YAML resources (static mode).
+	ConfigPaths []string
+	// AdminAddr is the admin listener's address. Empty: no admin listener.
+	AdminAddr string
+	// DataDir holds local state. Empty: none is kept.
+	DataDir string
+	// Logger is the process logger. Nil: JSON to stderr.
+	Logger *slog.Logger
+	// PollInterval is how often config files are checked for changes. Zero: 2s;
+	// negative: never (reload on SIGHUP or Reload only).
+	PollInterval time.Duration
+	// ShutdownGrace bounds how long draining listeners wait for requests. Zero: 30s.
+	ShutdownGrace time.Duration
+}
+
+// Gateway is one running proxy.
+type Gateway struct {
+	opts Options
+	log  *slog.Logger
+	obs  *observe.Observer
+
+	current atomic.Pointer[snapshot.Snapshot]
+	ready   atomic.Bool
+
+	mu      sync.Mutex // serialises Apply
+	servers map[string]*serverEntry
+	digest  string
+	stamp   string // file stamps at the last load
+	admin   *admin.Server
+}
+
+type serverEntry struct {
+	digest string
+	srv    *listener.Server
+}
+
+// New makes a gateway; it serves nothing until Start.
+func New(opts Options) (*Gateway, error) {
+	switch opts.Role {
+	case RoleIngress, RoleEgress, RoleSidecar:
+	default:
+		return nil, fmt.Errorf("unknown role %q", opts.Role)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 2 * time.Second
+	}
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 30 * time.Second
+	}
+	log := opts.Logger.With("role", opts.Role)
+	host, _ := os.Hostname()
+	g := &Gateway{
+		opts:    opts,
+		log:     log,
+		obs:     observe.New(observe.Options{Role: opts.Role, Node: host, Logger: log}),
+		servers: map[string]*serverEntry{},
+	}
+	return g, nil
+}
+
+// Observer is the gateway's metrics, logs and tracing.
+func (g *Gateway) Observer() *observe.Observer { return g.obs }
+
+// Start loads the config and starts the admin listener and every listener. A bad
+// initial config is an error: there is nothing to fall back to.
+func (g *Gateway) Start() error {
+	if g.opts.AdminAddr != "" {
+		a, err := admin.Listen(g.opts.AdminAddr, admin.New(g.obs.Handler(), g), g.log)
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		g.admin = a
+	}
+	if err := g.Reload(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// AdminAddr is the bound admin address ("" without an admin listener).
+func (g *Gateway) AdminAddr() string {
+	if g.admin == nil {
+		return ""
+	}
+	return g.admin.Addr()
+}
+
+// Reload reads the config files again and applies them. An error means the new
+// config was refused and the running one is still serving.
+func (g *Gateway) Reload() error {
+	stamp := fileStamp(g.opts.ConfigPaths)
+	set, raw, err := config.LoadFiles(g.opts.ConfigPaths...)
+	if err != nil {
+		g.refused("", err)
+		return err
+	}
+	g.mu.Lock()
+	g.stamp = stamp
+	g.mu.Unlock()
+	return g.Apply(set, raw)
+}
+
+func (g *Gateway) refused(version string, err error) {
+	g.obs.ConfigReload("refused", version, err)
+	g.log.Error("config refused; the running config keeps serving", "version", version, "err", err)
+}
+
+// Apply compiles set and, if every step succeeds, swaps it in. raw identifies the
+// config (its digest is the version); identical bytes are not applied twice.
+func (g *Gateway) Apply(set *config.Set, raw []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	version := snapshot.Digest(raw)
+	prev := g.current.Load()
+	if prev != nil && version == g.digest {
+		g.obs.ConfigReload("unchanged", version, nil)
+		return nil
+	}
+	next, err := snapshot.Compile(set, version, prev, snapshot.Deps{Logger: g.log, Observer: g.obs, Role: g.opts.Role})
+	if err != nil {
+		g.refused(version, err)
+		return err
+	}
+	if err := g.obs.Configure(next.Telemetry); err != nil {
+		next.Discard(prev)
+		err = fmt.Errorf("telemetry: %w", err)
+		g.refused(version, err)
+		return err
+	}
+	started, replaced, err := g.startListeners(next)
+	if err != nil {
+		for _, s := range started {
+			s.Shutdown(context.Background())
+		}
+		next.Discard(prev)
+		g.refused(version, err)
+		return err
+	}
+	next.Start(prev)
+	g.current.Store(next)
+	g.digest = version
+	for k, e := range started {
+		g.servers[k] = &serverEntry{digest: listenerDigest(next.Listeners[k]), srv: e}
+	}
+	for _, k := range g.removedListeners(next) {
+		replaced = append(replaced, g.servers[k].srv)
+		delete(g.servers, k)
+	}
+	for _, s := range replaced {
+		go g.drain(s)
+	}
+	if prev != nil {
+		prev.Retire(next)
+	}
+	g.ready.Store(true)
+	g.obs.ConfigReload("applied", version, nil)
+	g.log.Info("config applied", "version", version, "resources", set.Len(), "listeners", len(next.Listeners))
+	return nil
+}
+
+func listenerDigest(spec config.ListenerSpec) string {
+	b, _ := yamlish(spec)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// startListeners starts a server for every listener that is new or whose spec
+// changed. It returns the new servers by key, and the old servers they replace.
+func (g *Gateway) startListeners(next *snapshot.Snapshot) (map[string]*listener.Server, []*listener.Server, error) {
+	started := map[string]*listener.Server{}
+	var replaced []*listener.Server
+	for key, spec := range next.Listeners {
+		d := listenerDigest(spec)
+		old := g.servers[key]
+		if old != nil && old.digest == d {
+			continue
+		}
+		srv, err := listener.New(key, spec, g.handler(key), listener.Options{Logger: g.log.With("listener", key), Events: g.obs})
+		if err != nil {
+			return started, nil, fmt.Errorf("listener %s: %w", key, err)
+		}
+		if err := srv.Start(); err != nil {
+			return started, nil, fmt.Errorf("listener %s: %w", key, err)
+		}
+		started[key] = srv
+		if old != nil {
+			replaced = append(replaced, old.srv)
+		}
+	}
+	return started, replaced, nil
+}
+
+func (g *Gateway) removedListeners(next *snapshot.Snapshot) []string {
+	var out []string
+	for k := range g.servers {
+		if _, ok := next.Listeners[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) drain(s *listener.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.ShutdownGrace)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		g.log.Warn("listener did not drain in time", "err", err)
+	}
+}
+
+// handler is the stable handler of one listener: it serves each request on the
+// snapshot that is current when the request starts, and holds that snapshot until
+// the request ends.
+func (g *Gateway) handler(key string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var s *snapshot.Snapshot
+		for {
+			s = g.current.Load()
+			s.Acquire()
+			if g.current.Load() == s {
+				break
+			}
+			s.Release() // swapped meanwhile: take the new one
+		}
+		defer s.Release()
+		s.Serve(key, w, r)
+	})
+}
+
+// Ready implements admin.State.
+func (g *Gateway) Ready() bool { return g.ready.Load() }
+
+// Config implements admin.State.
+func (g *Gateway) Config() (string, any, any) {
+	s := g.current.Load()
+	if s == nil {
+		return "", nil, nil
+	}
+	return s.Version, s.Set.Documents(), s.Upstreams()
+}
+
+// Run serves until ctx ends, reloading on SIGHUP and on file changes, then shuts
+// down gracefully.
+func (g *Gateway) Run(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if g.opts.PollInterval > 0 && len(g.opts.ConfigPaths) > 0 {
+		t := time.NewTicker(g.opts.PollInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return g.Shutdown()
+		case <-hup:
+			g.log.Info("SIGHUP: reloading config")
+			g.Reload()
+		case <-tick:
+			g.mu.Lock()
+			changed := fileStamp(g.opts.ConfigPaths) != g.stamp
+			g.mu.Unlock()
+			if changed {
+				g.log.Info("config files changed: reloading")
+				g.Reload()
+			}
+		}
+	}
+}
+
+// Shutdown stops the listeners (draining in-flight requests), the admin listener
+// and the snapshot.
+func (g *Gateway) Shutdown() error {
+	g.ready.Store(false)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range g.servers {
+		wg.Add(1)
+		go func(s *listener.Server) { defer wg.Done(); g.drain(s) }(e.srv)
+	}
+	wg.Wait()
+	g.servers = map[string]*serverEntry{}
+	if s := g.current.Load(); s != nil {
+		s.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if g.admin != nil {
+		errs = append(errs, g.admin.Shutdown(ctx))
+	}
+	errs = append(errs, g.obs.Shutdown(ctx))
+	return errors.Join(errs...)
+}
+
+// fileStamp summarises the config files' names, sizes and modification times.
+func fileStamp(paths []string) string {
+	h := sha256.New()
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			fmt.Fprintf(h, "%s:missing;", p)
+			continue
+		}
+		if st.IsDir() {
+			ents, _ := os.ReadDir(p)
+			for _, e := range ents {
+				if i, err := e.Info(); err == nil {
+					fmt.Fprintf(h, "%s/%s:%d:%d;", p, e.Name(), i.Size(), i.ModTime().UnixNano())
+				}
+			}
+			continue
+		}
+		fmt.Fprintf(h, "%s:%d:%d;", p, st.Size(), st.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,89 @@
+package gateway
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Demo prepares an embedded default config for a binary run without -config: it
+// returns the config paths to load, a message for the user, and a stop function.
+type Demo func(dataDir string, log *slog.Logger) (paths []string, message string, stop func(), err error)
+
+// Main is the whole main function of every role's binary: the same flags for all
+// (-config, -admin, -data, -controlplane, -log-level), then Run until SIGINT/SIGTERM.
+// demo may be nil; then -config is required.
+func Main(role string, demo Demo) {
+	fs := flag.NewFlagSet(role, flag.ExitOnError)
+	var configs multiFlag
+	fs.Var(&configs, "config", "config file or directory of YAML resources (repeatable); static mode")
+	adminAddr := fs.String("admin", "127.0.0.1:9901", "admin listener address (/metrics, /healthz, /readyz, /config); empty to disable")
+	dataDir := fs.String("data", "", "directory for local state (default: a directory under the user cache dir)")
+	cp := fs.String("controlplane", "", "control plane address (reserved: not supported by this build yet)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nPortcullis %s.\n\nFlags:\n", role, role)
+		fs.PrintDefaults()
+	}
+	fs.Parse(os.Args[1:])
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fail("-log-level: %v", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	if *cp != "" {
+		fail("-controlplane: dynamic configuration is not supported by this build yet; use -config")
+	}
+	if *dataDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		*dataDir = base + "/portcullis/" + role
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		fail("-data: %v", err)
+	}
+	paths := []string(configs)
+	if len(paths) == 0 {
+		if demo == nil {
+			fail("-config is required")
+		}
+		p, msg, stop, err := demo(*dataDir, log)
+		if err != nil {
+			fail("demo: %v", err)
+		}
+		defer stop()
+		paths = p
+		defer fmt.Fprint(os.Stderr, "")
+		fmt.Fprintln(os.Stderr, msg)
+	}
+	g, err := New(Options{Role: role, ConfigPaths: paths, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log})
+	if err != nil {
+		fail("%v", err)
+	}
+	if err := g.Start(); err != nil {
+		fail("%v", err)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if err := g.Run(ctx); err != nil {
+		log.Error("shutdown", "err", err)
+		os.Exit(1)
+	}
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "error: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

@@ -1,0 +1,313 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/portcullis/portcullis/gateway/config"
+	"github.com/portcullis/portcullis/gateway/filter"
+	"github.com/portcullis/portcullis/gateway/proxy"
+	"github.com/portcullis/portcullis/gateway/route"
+	"github.com/portcullis/portcullis/gateway/transport"
+	"github.com/portcullis/portcullis/gateway/upstream"
+)
+
+// Compile builds a snapshot from a validated set. prev, the running snapshot (or
+// nil), lends the upstreams whose spec did not change, so their health and pooled
+// connections survive the reload. On error nothing new is left running. The error
+// names file, line and field.
+func Compile(set *config.Set, version string, prev *Snapshot, deps Deps) (*Snapshot, error) {
+	if deps.Logger == nil {
+		deps.Logger = discardLogger()
+	}
+	s := &Snapshot{
+		Version:   version,
+		Set:       set,
+		Listeners: map[string]config.ListenerSpec{},
+		handlers:  map[string]*listenerHandler{},
+		upstreams: map[string]*upstreamEntry{},
+		deps:      deps,
+	}
+	if len(set.Telemetry) > 0 {
+		s.Telemetry = set.Telemetry[0].Spec
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Discard(prev)
+		}
+	}()
+	for _, o := range set.Clusters {
+		key := o.Meta.Namespace + "/" + o.Meta.Name
+		digest := specDigest(o.Spec)
+		if prev != nil {
+			if pe, found := prev.upstreams[key]; found && pe.digest == digest {
+				s.upstreams[key] = pe
+				continue
+			}
+		}
+		up, err := s.newUpstream(key, o)
+		if err != nil {
+			return nil, err
+		}
+		s.upstreams[key] = &upstreamEntry{digest: digest, up: up}
+	}
+	rules := map[string][]route.Rule[*compiledRule]{}
+	for _, o := range set.Routes {
+		for i := range o.Spec.Rules {
+			cr, err := s.compileRule(o, i)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range o.Spec.Listeners {
+				key := o.Meta.Namespace + "/" + l
+				rules[key] = append(rules[key], route.Rule[*compiledRule]{Hosts: o.Spec.Hosts, Match: o.Spec.Rules[i].Match, Value: cr})
+			}
+		}
+	}
+	for _, o := range set.Listeners {
+		key := o.Meta.Namespace + "/" + o.Meta.Name
+		s.Listeners[key] = o.Spec
+		h, err := s.newListenerHandler(key, o, rules[key])
+		if err != nil {
+			return nil, err
+		}
+		s.handlers[key] = h
+	}
+	ok = true
+	return s, nil
+}
+
+// fieldError positions an error at field of a resource.
+func fieldError(src config.Source, ref, field string, err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		if ce.Resource == "" {
+			ce.Resource = ref
+		}
+		return ce
+	}
+	l, c := src.Pos(field)
+	return &config.Error{File: src.File, Line: l, Column: c, Resource: ref, Field: field, Msg: err.Error()}
+}
+
+func (s *Snapshot) newUpstream(key string, o *config.Object[config.ClusterSpec]) (*proxy.Upstream, error) {
+	ref := o.Ref(config.KindCluster)
+	sp := o.Spec
+	topts := transport.Options{Protocol: sp.Protocol}
+	if sp.ConnectTimeout != nil {
+		topts.ConnectTimeout = sp.ConnectTimeout.D()
+	}
+	topts.MaxIdle = sp.Pool.MaxIdlePerEndpoint
+	if sp.Pool.IdleTimeout != nil {
+		topts.IdleTimeout = sp.Pool.IdleTimeout.D()
+	}
+	if sp.TLS != nil {
+		cfg, err := upstreamTLS(sp.TLS)
+		if err != nil {
+			return nil, fieldError(o.Source, ref, "spec.tls", err)
+		}
+		if sp.TLS.InsecureSkipVerify {
+			s.deps.Logger.Warn("upstream certificate checks are disabled (tls.insecureSkipVerify)", "cluster", key)
+		}
+		topts.TLS = cfg
+	}
+	var c *upstream.Cluster
+	topts.AcquireConn = func() (func(), bool) { return c.AcquireConn() }
+	probeScheme := "http"
+	if sp.TLS != nil {
+		probeScheme = "https"
+	}
+	opts := upstream.Options{
+		Logger:   s.deps.Logger.With("cluster", key),
+		NewPool:  func(addr string) io.Closer { return transport.New(addr, topts) },
+		Probe:    probe(probeScheme),
+		Observer: s.deps.Observer,
+	}
+	c, err := upstream.New(key, sp, opts)
+	if err != nil {
+		var fe *upstream.FieldError
+		if errors.As(err, &fe) {
+			return nil, fieldError(o.Source, ref, "spec."+fe.Field, fe.Err)
+		}
+		return nil, fieldError(o.Source, ref, "spec", err)
+	}
+	up := &proxy.Upstream{Cluster: c}
+	if s.deps.Observer != nil {
+		up.Stats = s.deps.Observer.Upstream(key)
+	}
+	return up, nil
+}
+
+// probe returns the active health check: a GET of path on the endpoint's own pool.
+func probe(scheme string) upstream.ProbeFunc {
+	return func(ctx context.Context, ep *upstream.Endpoint, path string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+ep.Addr+path, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("User-Agent", "portcullis-health-check")
+		pool, ok := ep.Pool.(transport.Pool)
+		if !ok {
+			return 0, errors.New("endpoint has no connection pool")
+		}
+		resp, err := pool.RoundTrip(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+}
+
+func upstreamTLS(t *config.UpstreamTLS) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("caFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("caFile: %s holds no PEM certificate", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("certFile/keyFile: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// compiledRule is one route rule ready to serve.
+type compiledRule struct {
+	name    string // "namespace/route#index" or "#name"
+	cluster string // first backend, for metrics labels
+	handler filter.Handler
+	stats   routeStats
+}
+
+type routeStats interface {
+	Done(code int, total time.Duration, bytesIn, bytesOut int64)
+}
+
+func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*compiledRule, error) {
+	r := &o.Spec.Rules[i]
+	ref := o.Ref(config.KindRoute)
+	field := fmt.Sprintf("spec.rules[%d]", i)
+	name := fmt.Sprintf("%s/%s#%d", o.Meta.Namespace, o.Meta.Name, i)
+	if r.Name != "" {
+		name = fmt.Sprintf("%s/%s#%s", o.Meta.Namespace, o.Meta.Name, r.Name)
+	}
+	cr := &compiledRule{name: name}
+	var terminal filter.Handler
+	switch {
+	case r.Forward != nil:
+		backends := make([]proxy.Backend, 0, len(r.Forward.Backends))
+		for _, b := range r.Forward.Backends {
+			e := s.upstreams[o.Meta.Namespace+"/"+b.Cluster]
+			w := 1
+			if b.Weight != nil {
+				w = *b.Weight
+			}
+			if w > 0 {
+				backends = append(backends, proxy.Backend{Upstream: e.up, Weight: w})
+			}
+		}
+		cr.cluster = o.Meta.Namespace + "/" + r.Forward.Backends[0].Cluster
+		prefix := ""
+		if r.Match.Path != nil {
+			prefix = r.Match.Path.Prefix
+		}
+		fw, err := proxy.NewForwarder(r.Forward, backends, prefix, 0)
+		if err != nil {
+			var pe *proxy.FieldError
+			if errors.As(err, &pe) {
+				return nil, fieldError(o.Source, ref, field+".forward."+pe.Field, pe.Err)
+			}
+			return nil, fieldError(o.Source, ref, field+".forward", err)
+		}
+		if s.deps.Observer != nil {
+			fw.SetInjector(s.deps.Observer.Inject)
+		}
+		terminal = fw
+	case r.Redirect != nil:
+		terminal = newRedirect(r.Redirect, r.Match.Path)
+	case r.DirectResponse != nil:
+		terminal = newDirect(r.DirectResponse)
+	}
+	filters := make([]filter.Filter, 0, len(r.Filters))
+	for j, fs := range r.Filters {
+		ff := fmt.Sprintf("%s.filters[%d]", field, j)
+		factory, ok := filter.Lookup(fs.Type)
+		if !ok {
+			return nil, fieldError(o.Source, ref, ff+".type", fmt.Errorf("unknown filter type %q (this build has: %s)", fs.Type, strings.Join(filter.Types(), ", ")))
+		}
+		f, err := factory(filter.Build{Config: fs.Config, Route: name, Upstreams: upstreamLookup{s, o.Meta.Namespace}, Logger: s.deps.Logger})
+		if err != nil {
+			return nil, fieldError(o.Source, ref, ff+".config", err)
+		}
+		if c, ok := f.(io.Closer); ok {
+			s.closers = append(s.closers, c)
+		}
+		filters = append(filters, f)
+	}
+	cr.handler = filter.Chain(filters, terminal)
+	if s.deps.Observer != nil {
+		l := ""
+		if len(o.Spec.Listeners) > 0 {
+			l = o.Meta.Namespace + "/" + o.Spec.Listeners[0]
+		}
+		cr.stats = s.deps.Observer.Route(l, name, cr.cluster)
+	}
+	return cr, nil
+}
+
+// upstreamLookup resolves clusters for filters (mirror, auth calls) in the
+// namespace of the route.
+type upstreamLookup struct {
+	s  *Snapshot
+	ns string
+}
+
+func (u upstreamLookup) Upstream(name string) (filter.Handler, bool) {
+	e, ok := u.s.upstreams[u.ns+"/"+name]
+	if !ok {
+		return nil, false
+	}
+	fw, err := proxy.NewForwarder(&config.Forward{}, []proxy.Backend{{Upstream: e.up, Weight: 1}}, "", 0)
+	if err != nil {
+		return nil, false
+	}
+	return fw, true
+}
+
+func parseTrusted(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, c := range list {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
