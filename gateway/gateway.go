@@ -362,3 +362,14 @@ func fileStamp(paths []string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// ListenerAddr returns the bound address of a listener ("namespace/name"), useful
+// when the config asked for port 0.
+func (g *Gateway) ListenerAddr(key string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if e := g.servers[key]; e != nil {
+		return e.srv.Addr().String()
+	}
+	return ""
+}

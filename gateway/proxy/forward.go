@@ -245,11 +245,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 			}
 			return f.failure(r, info, cond, err)
 		}
-		var cookie *http.Cookie
-		if up.HasSticky() {
-			cookie = up.StickyCookie(ep, r)
-		}
-		err = copyResponse(w, resp, cookie)
+		err = copyResponse(w, resp, up.StickyCookie(ep, r))
 		ep.End(cond.result())
 		if tryCancel != nil {
 			tryCancel()

@@ -51,12 +51,14 @@ func (c condition) result() upstream.Result {
 		return upstream.Status5xx
 	case condGateway:
 		return upstream.GatewayError
-	case condConnect, condTimeout:
+	case condConnect:
 		return upstream.ConnectFailure
+	case condTimeout:
+		return upstream.Timeout
 	case condReset:
 		return upstream.Reset
 	}
-	return upstream.Success // overflow and client gone say nothing about the endpoint
+	return upstream.Canceled // overflow and client gone say nothing about the endpoint
 }
 
 func classify(resp *http.Response, err error, client context.Context) condition {

@@ -164,7 +164,15 @@ func (pc *h1Conn) roundTrip(req *http.Request) (resp *http.Response, err error) 
 		// The body is written beside the response read: an upstream may answer
 		// (413, say) before it has read the whole body.
 		bodyErr = make(chan error, 1)
-		go func() { bodyErr <- pc.writeBody(req, chunked) }()
+		go func() {
+			err := pc.writeBody(req, chunked)
+			if err != nil {
+				// A request that cannot be sent whole must not leave the upstream
+				// waiting for the rest: break the exchange now.
+				pc.c.SetDeadline(aLongTimeAgo)
+			}
+			bodyErr <- err
+		}()
 	} else if err := pc.bw.Flush(); err != nil {
 		return nil, pc.classify(err, start)
 	}
@@ -173,7 +181,9 @@ func (pc *h1Conn) roundTrip(req *http.Request) (resp *http.Response, err error) 
 		if err != nil {
 			if bodyErr != nil {
 				pc.c.SetDeadline(aLongTimeAgo)
-				<-bodyErr
+				if berr := <-bodyErr; berr != nil && !isNetError(berr) {
+					err = berr // the body's own failure (too large, client gone) explains it
+				}
 			}
 			return nil, pc.classify(err, start)
 		}
@@ -198,6 +208,11 @@ func (pc *h1Conn) classify(err error, start int64) error {
 		return errors.Join(errStale, err)
 	}
 	return err
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 func isTimeout(err error) bool {
