@@ -65,6 +65,18 @@ type seen struct {
 // listener "default/pub".
 func start(t *testing.T, cfg string) (*gateway.Gateway, string, string) {
 	t.Helper()
+	g, base, path := startTB(t, cfg)
+	t.Cleanup(func() { g.Shutdown() })
+	return g, base, path
+}
+
+func startB(b *testing.B, cfg string) (*gateway.Gateway, string) {
+	g, base, _ := startTB(b, cfg)
+	return g, base
+}
+
+func startTB(t testing.TB, cfg string) (*gateway.Gateway, string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -78,7 +90,6 @@ func start(t *testing.T, cfg string) (*gateway.Gateway, string, string) {
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { g.Shutdown() })
 	return g, "http://" + g.ListenerAddr("default/pub"), path
 }
 

@@ -128,7 +128,7 @@ func (s *Snapshot) newUpstream(key string, o *config.Object[config.ClusterSpec])
 		probeScheme = "https"
 	}
 	opts := upstream.Options{
-		Logger:   s.deps.Logger.With("cluster", key),
+		Logger:   s.deps.Logger,
 		NewPool:  func(addr string) io.Closer { return transport.New(addr, topts) },
 		Probe:    probe(probeScheme),
 		Observer: s.deps.Observer,

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -118,7 +119,8 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	info.Scheme, info.Host = h.scheme, r.Host
 
-	path, reason, ok := h.paths.Normalize(r.URL.EscapedPath())
+	escaped := r.URL.EscapedPath()
+	path, reason, ok := h.paths.Normalize(escaped)
 	if !ok {
 		h.security("path_rejected", r, reason)
 		h.finish(x, r, &filter.Error{Status: http.StatusBadRequest, Reason: "bad_path"}, h.noRoute)
@@ -138,9 +140,14 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		ctx, span = h.obs.StartSpan(r.WithContext(ctx), cr.name)
 	}
 	r2 := r.WithContext(ctx)
-	if path != r.URL.Path {
+	if path != escaped {
+		// Routing saw the normal form; the upstream gets it too, so that what was
+		// checked is what is served.
 		u := *r.URL
-		u.Path, u.RawPath = path, ""
+		u.Path, u.RawPath = path, path
+		if p, err := url.PathUnescape(path); err == nil {
+			u.Path = p
+		}
 		r2.URL = &u
 	}
 	err := cr.handler.ServeHTTP(&x.rec, r2)
