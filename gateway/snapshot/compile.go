@@ -35,6 +35,7 @@ func Compile(set *config.Set, version string, prev *Snapshot, deps Deps) (*Snaps
 		Listeners: map[string]config.ListenerSpec{},
 		handlers:  map[string]*listenerHandler{},
 		upstreams: map[string]*upstreamEntry{},
+		specs:     map[string]config.ClusterSpec{},
 		deps:      deps,
 	}
 	if len(set.Telemetry) > 0 {
@@ -49,6 +50,7 @@ func Compile(set *config.Set, version string, prev *Snapshot, deps Deps) (*Snaps
 	for _, o := range set.Clusters {
 		key := o.Meta.Namespace + "/" + o.Meta.Name
 		digest := specDigest(o.Spec)
+		s.specs[key] = o.Spec
 		if prev != nil {
 			if pe, found := prev.upstreams[key]; found && pe.digest == digest {
 				s.upstreams[key] = pe
@@ -131,7 +133,9 @@ func (s *Snapshot) newUpstream(key string, o *config.Object[config.ClusterSpec])
 		Logger:   s.deps.Logger,
 		NewPool:  func(addr string) io.Closer { return transport.New(addr, topts) },
 		Probe:    probe(probeScheme),
-		Observer: s.deps.Observer,
+	}
+	if s.deps.Observer != nil {
+		opts.Observer = s.deps.Observer // a nil *Observer must not become a non-nil interface
 	}
 	c, err := upstream.New(key, sp, opts)
 	if err != nil {

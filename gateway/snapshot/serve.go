@@ -153,7 +153,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	err := cr.handler.ServeHTTP(&x.rec, r2)
 	h.finish(x, r, err, cr.stats)
 	if span != nil {
-		span.End()
+		observe.EndSpan(span, x.rec.status, x.info.Reason)
 	}
 }
 

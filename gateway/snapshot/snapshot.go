@@ -10,6 +10,7 @@
 package snapshot
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/observe"
@@ -45,6 +47,7 @@ type Snapshot struct {
 
 	handlers  map[string]*listenerHandler
 	upstreams map[string]*upstreamEntry
+	specs     map[string]config.ClusterSpec
 	closers   []io.Closer
 	deps      Deps
 
@@ -78,6 +81,15 @@ func (s *Snapshot) Start(prev *Snapshot) {
 			if pe, ok := prev.upstreams[k]; ok && pe.up == e.up {
 				continue
 			}
+		}
+		if len(s.specs[k].Endpoints) == 0 {
+			// DNS discovery: warm the cluster before it takes traffic, so the first
+			// requests do not find it empty. A failed lookup is retried by Start.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := e.up.Refresh(ctx); err != nil {
+				s.deps.Logger.Warn("DNS lookup for a new cluster failed; retrying in the background", "cluster", k, "err", err)
+			}
+			cancel()
 		}
 		e.up.Start()
 	}
