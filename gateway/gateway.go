@@ -96,7 +96,7 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{
 		opts:    opts,
 		log:     log,
-		obs:     observe.New(observe.Options{Role: opts.Role, Node: host, Logger: log}),
+		obs:     observe.New(observe.Options{Role: opts.Role, Node: host, Logger: opts.Logger}),
 		servers: map[string]*serverEntry{},
 	}
 	return g, nil
@@ -145,8 +145,7 @@ func (g *Gateway) Reload() error {
 }
 
 func (g *Gateway) refused(version string, err error) {
-	g.obs.ConfigReload("refused", version, err)
-	g.log.Error("config refused; the running config keeps serving", "version", version, "err", err)
+	g.obs.ConfigReload("refused", version, err) // logs the reason
 }
 
 // Apply compiles set and, if every step succeeds, swaps it in. raw identifies the
@@ -198,7 +197,7 @@ func (g *Gateway) Apply(set *config.Set, raw []byte) error {
 	}
 	g.ready.Store(true)
 	g.obs.ConfigReload("applied", version, nil)
-	g.log.Info("config applied", "version", version, "resources", set.Len(), "listeners", len(next.Listeners))
+	g.log.Debug("config applied", "version", version, "resources", set.Len(), "listeners", len(next.Listeners))
 	return nil
 }
 
@@ -219,7 +218,7 @@ func (g *Gateway) startListeners(next *snapshot.Snapshot) (map[string]*listener.
 		if old != nil && old.digest == d {
 			continue
 		}
-		srv, err := listener.New(key, spec, g.handler(key), listener.Options{Logger: g.log.With("listener", key), Events: g.obs})
+		srv, err := listener.New(key, spec, g.handler(key), listener.Options{Logger: g.log, Events: g.obs})
 		if err != nil {
 			return started, nil, fmt.Errorf("listener %s: %w", key, err)
 		}

@@ -237,7 +237,7 @@ func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*comp
 		if r.Match.Path != nil {
 			prefix = r.Match.Path.Prefix
 		}
-		fw, err := proxy.NewForwarder(r.Forward, backends, prefix, 0)
+		fw, err := proxy.NewForwarder(r.Forward, backends, prefix, s.bodyLimit(o))
 		if err != nil {
 			var pe *proxy.FieldError
 			if errors.As(err, &pe) {
@@ -314,4 +314,20 @@ func parseTrusted(list []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+// bodyLimit is the smallest request-body limit of the listeners a route attaches
+// to (0: the default), used where a rule sets none of its own.
+func (s *Snapshot) bodyLimit(o *config.Object[config.RouteSpec]) int64 {
+	var limit int64
+	for _, name := range o.Spec.Listeners {
+		for _, l := range s.Set.Listeners {
+			if l.Meta.Namespace == o.Meta.Namespace && l.Meta.Name == name {
+				if n := l.Spec.Limits.MaxRequestBodyBytes; n > 0 && (limit == 0 || n < limit) {
+					limit = n
+				}
+			}
+		}
+	}
+	return limit
 }

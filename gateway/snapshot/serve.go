@@ -151,7 +151,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		r2.URL = &u
 	}
 	err := cr.handler.ServeHTTP(&x.rec, r2)
-	h.finish(x, r, err, cr.stats)
+	h.finish(x, r2, err, cr.stats)
 	if span != nil {
 		observe.EndSpan(span, x.rec.status, x.info.Reason)
 	}
