@@ -130,9 +130,9 @@ func (s *Snapshot) newUpstream(key string, o *config.Object[config.ClusterSpec])
 		probeScheme = "https"
 	}
 	opts := upstream.Options{
-		Logger:   s.deps.Logger,
-		NewPool:  func(addr string) io.Closer { return transport.New(addr, topts) },
-		Probe:    probe(probeScheme),
+		Logger:  s.deps.Logger,
+		NewPool: func(addr string) io.Closer { return transport.New(addr, topts) },
+		Probe:   probe(probeScheme),
 	}
 	if s.deps.Observer != nil {
 		opts.Observer = s.deps.Observer // a nil *Observer must not become a non-nil interface
