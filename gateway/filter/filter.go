@@ -46,7 +46,9 @@ type Filter interface {
 type Func func(w http.ResponseWriter, r *http.Request, next Handler) error
 
 // Handle calls f.
-func (f Func) Handle(w http.ResponseWriter, r *http.Request, next Handler) error { return f(w, r, next) }
+func (f Func) Handle(w http.ResponseWriter, r *http.Request, next Handler) error {
+	return f(w, r, next)
+}
 
 // Error is a failure with the HTTP status the client should see. Reason is a short
 // machine-readable word for logs and metrics ("fault_abort", "body_too_large");
@@ -96,7 +98,9 @@ type link struct {
 	next Handler
 }
 
-func (l link) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return l.f.Handle(w, r, l.next) }
+func (l link) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	return l.f.Handle(w, r, l.next)
+}
 
 // Upstreams lets a filter send requests to a cluster of the same snapshot (for
 // mirroring, or for calling an auth service) through the core's load balancing,

@@ -61,7 +61,7 @@ func (c condition) result() upstream.Result {
 	return upstream.Canceled // overflow and client gone say nothing about the endpoint
 }
 
-func classify(resp *http.Response, err error, client context.Context) condition {
+func classify(resp *http.Response, err error, client, overall context.Context) condition {
 	if err == nil {
 		switch s := resp.StatusCode; {
 		case s == 502 || s == 503 || s == 504:
@@ -75,6 +75,8 @@ func classify(resp *http.Response, err error, client context.Context) condition 
 	switch {
 	case client.Err() != nil:
 		return condClientGone
+	case errors.Is(overall.Err(), context.DeadlineExceeded):
+		return condTimeout // whatever the transport said, the deadline explains it
 	case errors.Is(err, transport.ErrConnLimit):
 		return condOverflow
 	case errors.As(err, &ce):

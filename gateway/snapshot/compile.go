@@ -96,6 +96,16 @@ func fieldError(src config.Source, ref, field string, err error) error {
 		if ce.Resource == "" {
 			ce.Resource = ref
 		}
+		if ce.File == "" {
+			// Built without a place (a factory's own check): put it at the field.
+			ce.File = src.File
+			ce.Line, ce.Column = src.Pos(field)
+			if ce.Field == "" {
+				ce.Field = field
+			} else {
+				ce.Field = field + "." + ce.Field
+			}
+		}
 		return ce
 	}
 	l, c := src.Pos(field)
@@ -297,7 +307,22 @@ func (u upstreamLookup) Upstream(name string) (filter.Handler, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return fw, true
+	if u.s.deps.Observer != nil {
+		fw.SetInjector(u.s.deps.Observer.Inject)
+	}
+	return ownInfo{fw}, true
+}
+
+// ownInfo gives a side request (mirror, auth call) its own proxy.Info, carrying the
+// client's details, so that it never writes into the primary request's record.
+type ownInfo struct{ next filter.Handler }
+
+func (o ownInfo) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	info := &proxy.Info{Start: time.Now()}
+	if parent := proxy.InfoFrom(r.Context()); parent != nil {
+		info.Forwarding, info.Listener, info.Route = parent.Forwarding, parent.Listener, parent.Route
+	}
+	return o.next.ServeHTTP(w, r.WithContext(proxy.WithInfo(r.Context(), info)))
 }
 
 func parseTrusted(list []string) ([]netip.Prefix, error) {

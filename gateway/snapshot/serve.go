@@ -209,7 +209,11 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, reason strin
 	h := w.Header()
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		h.Set("Content-Type", "application/grpc")
-		h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
+		code := grpcCode(status)
+		if reason == "upstream_timeout" {
+			code = 4 // DEADLINE_EXCEEDED
+		}
+		h.Set("Grpc-Status", strconv.Itoa(code))
 		h.Set("Grpc-Message", reason)
 		w.WriteHeader(http.StatusOK)
 		return

@@ -122,6 +122,10 @@ func (s *Snapshot) release() {
 func (s *Snapshot) close() { s.closeOnce.Do(func() { s.closeExcept(s.next.Load()) }) }
 
 func (s *Snapshot) closeExcept(keep *Snapshot) {
+	// Filters first: they may still use the upstreams (a mirror's copies in flight).
+	for _, c := range s.closers {
+		c.Close()
+	}
 	for k, e := range s.upstreams {
 		if keep != nil {
 			if ke, ok := keep.upstreams[k]; ok && ke.up == e.up {
@@ -129,9 +133,6 @@ func (s *Snapshot) closeExcept(keep *Snapshot) {
 			}
 		}
 		e.up.Close()
-	}
-	for _, c := range s.closers {
-		c.Close()
 	}
 }
 

@@ -1,0 +1,14 @@
+// Package all registers every filter type of this repository. A binary imports it
+// for its side effects, so that its configs may name any of them:
+//
+//	import _ "github.com/portcullis/portcullis/gateway/filters/all"
+//
+// It is not for: choosing a reduced set of filters; a binary that wants only some
+// imports those packages one by one instead. It has no API of its own.
+package all
+
+import (
+	_ "github.com/portcullis/portcullis/gateway/filters/fault"   // type "fault"
+	_ "github.com/portcullis/portcullis/gateway/filters/headers" // type "headers"
+	_ "github.com/portcullis/portcullis/gateway/filters/mirror"  // type "mirror"
+)
