@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ type Server struct {
 	log *slog.Logger
 }
 
-// New builds the admin handler: /metrics, /healthz, /readyz, /config.
+// New builds the admin handler: /metrics, /healthz, /readyz, /config, /debug/pprof/.
 func New(metrics http.Handler, st State) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
@@ -49,6 +50,11 @@ func New(metrics http.Handler, st State) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	// Profiles, for finding where CPU and memory go under real load. Loopback only,
+	// like the rest of this listener.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
 		version, docs, ups := st.Config()
 		red, err := Redact(docs)
