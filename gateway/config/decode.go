@@ -108,7 +108,7 @@ func (r Raw) Decode(v any) error {
 	if r.IsZero() {
 		return nil
 	}
-	if err := yaml.NodeToValue(r.node, v, yaml.Strict()); err != nil {
+	if err := nodeToValue(r.node, v); err != nil {
 		e := yamlError(r.srcFile(), err)
 		e.Field = r.path
 		return e
@@ -183,6 +183,7 @@ func LoadFiles(paths ...string) (*Set, []byte, error) {
 	}
 	set := &Set{}
 	var all []byte
+	var errs []error
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -191,8 +192,11 @@ func LoadFiles(paths ...string) (*Set, []byte, error) {
 		all = append(all, data...)
 		all = append(all, '\n')
 		if err := set.Add(f, data); err != nil {
-			return nil, nil, err
+			errs = append(errs, err) // go on: report every file's errors at once
 		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
 	}
 	if err := Validate(set); err != nil {
 		return nil, nil, err
@@ -232,8 +236,11 @@ func (s *Set) Add(file string, data []byte) error {
 }
 
 func (s *Set) addDoc(file string, body ast.Node) error {
+	if err := checkTags(body); err != nil {
+		return yamlError(file, err)
+	}
 	var env envelope
-	if err := yaml.NodeToValue(body, &env, yaml.Strict()); err != nil {
+	if err := nodeToValue(body, &env); err != nil {
 		return yamlError(file, err)
 	}
 	tok := body.GetToken()
@@ -295,10 +302,28 @@ func (s *Set) addDoc(file string, body ast.Node) error {
 		var ce *Error
 		if errors.As(err, &ce) {
 			ce.Resource = ref
+			if f := src.fieldAt(ce.Line, ce.Column); f != "" && (ce.Field == "" || ce.Field == "spec") {
+				ce.Field = f
+			}
 		}
 		return err
 	}
 	return nil
+}
+
+// fieldAt names the field written at or just before line:col, to name the field
+// of a decoding error that only knows its position.
+func (s Source) fieldAt(line, col int) string {
+	best, bl, bc := "", 0, 0
+	for f, p := range s.fields {
+		if p.Line > line || p.Line == line && p.Column > col {
+			continue
+		}
+		if p.Line > bl || p.Line == bl && p.Column > bc || p.Line == bl && p.Column == bc && len(f) > len(best) {
+			best, bl, bc = f, p.Line, p.Column
+		}
+	}
+	return best
 }
 
 func addObject[S any](list []*Object[S], env envelope, src Source) ([]*Object[S], error) {
@@ -442,4 +467,44 @@ func (s *Set) Documents() []Document {
 		add(KindWorkload, o.Meta, o.Spec)
 	}
 	return out
+}
+
+// nodeToValue decodes strictly and turns a panic inside the YAML library (seen
+// with fuzzed input) into an error: a malformed config must never take the proxy
+// down.
+func nodeToValue(n ast.Node, v any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = nodeError(n, fmt.Sprintf("malformed YAML (%v)", p))
+		}
+	}()
+	return yaml.NodeToValue(n, v, yaml.Strict())
+}
+
+// checkTags refuses explicit YAML tags other than the standard ones: they carry no
+// meaning in this format, and odd ones have crashed the decoder.
+func checkTags(n ast.Node) error {
+	var bad ast.Node
+	ast.Walk(tagVisitor{&bad}, n)
+	if bad != nil {
+		return nodeError(bad, fmt.Sprintf("YAML tag %s is not supported", bad.GetToken().Value))
+	}
+	return nil
+}
+
+type tagVisitor struct{ bad *ast.Node }
+
+func (v tagVisitor) Visit(n ast.Node) ast.Visitor {
+	if *v.bad != nil {
+		return nil
+	}
+	if t, ok := n.(*ast.TagNode); ok {
+		switch t.Start.Value {
+		case "!!str", "!!int", "!!float", "!!bool", "!!null", "!!map", "!!seq":
+		default:
+			*v.bad = n
+			return nil
+		}
+	}
+	return v
 }

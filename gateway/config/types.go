@@ -200,7 +200,8 @@ type Forward struct {
 	// Backends are weighted: a request goes to one of them chosen by weight
 	// (canary, blue/green). Weights default to 1; a weight of 0 takes no traffic.
 	Backends []Backend `yaml:"backends"`
-	// Timeout bounds the whole request including retries. Default 30s; 0s disables... no: default applies.
+	// Timeout bounds the whole exchange, retries and response body included.
+	// Default (and 0s): 30s. Streaming routes need a larger value.
 	Timeout *Duration `yaml:"timeout,omitempty"`
 	// PerTryTimeout bounds one attempt. Default: no per-try bound beyond Timeout.
 	PerTryTimeout *Duration    `yaml:"perTryTimeout,omitempty"`

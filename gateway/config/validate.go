@@ -290,6 +290,16 @@ func (v *validator) forward(f func(string, string), p string, r *RouteRule, ns s
 				f(fmt.Sprintf("%s.retry.on[%d]", p, i), fmt.Sprintf("%q is not a retry condition (connect-failure, reset, gateway-error, 5xx, retriable-status)", c))
 			}
 		}
+		hasStatusCond := false
+		for _, c := range rp.On {
+			hasStatusCond = hasStatusCond || c == RetryOnStatus
+		}
+		if hasStatusCond && len(rp.Statuses) == 0 {
+			f(p+".retry.statuses", "retriable-status needs the statuses to retry")
+		}
+		if len(rp.Statuses) > 0 && len(rp.On) > 0 && !hasStatusCond {
+			f(p+".retry.on", "statuses are given but retriable-status is not listed")
+		}
 		for i, s := range rp.Statuses {
 			if s < 100 || s > 599 {
 				f(fmt.Sprintf("%s.retry.statuses[%d]", p, i), fmt.Sprintf("%d is not an HTTP status", s))
@@ -359,7 +369,11 @@ func (v *validator) cluster(o *Object[ClusterSpec]) {
 		}
 	}
 	switch sp.Protocol {
-	case "", UpstreamHTTP1, UpstreamH2C:
+	case "", UpstreamHTTP1:
+	case UpstreamH2C:
+		if sp.TLS != nil {
+			f("spec.protocol", "H2C is clear text; use HTTP2 for HTTP/2 over TLS")
+		}
 	case UpstreamHTTP2:
 		if sp.TLS == nil {
 			f("spec.protocol", "HTTP2 needs tls; use H2C for clear-text HTTP/2")

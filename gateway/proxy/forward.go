@@ -205,6 +205,10 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 
 	var exclude *upstream.Endpoint
+	// retrySlot holds the breaker's retry slot and the budget share while a retry
+	// is in flight; it is given back when that attempt ends.
+	retrySlot := func() {}
+	defer func() { retrySlot() }()
 	for attempt := 0; ; attempt++ {
 		ep, err := up.Pick(r, info.ClientIP, exclude)
 		if err != nil {
@@ -222,23 +226,26 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		ep.Begin()
 		resp, err := ep.Pool.(transport.Pool).RoundTrip(out)
 		cond := classify(resp, err, r.Context(), ctx)
-		if f.retry.shouldRetry(cond, resp, r, attempt, body != nil) && up.tryRetryBudget(f.retry) {
-			ep.End(cond.result())
-			up.stats().Retry()
-			recordAttempt(up, resp, err, cond, time.Since(start))
-			if resp != nil {
-				resp.Body.Close()
+		retrySlot()
+		retrySlot = func() {}
+		if f.retry.shouldRetry(cond, resp, r, attempt, body != nil) {
+			if release, ok := up.tryRetryBudget(f.retry); ok {
+				ep.End(cond.result())
+				up.stats().Retry()
+				recordAttempt(up, resp, err, cond, time.Since(start))
+				if resp != nil {
+					resp.Body.Close()
+				}
+				if tryCancel != nil {
+					tryCancel()
+				}
+				retrySlot = release
+				if !f.retry.backoff(ctx, attempt) {
+					return timeoutOrGone(r, info)
+				}
+				exclude = ep
+				continue
 			}
-			if tryCancel != nil {
-				tryCancel()
-			}
-			ok := f.retry.backoff(ctx, attempt)
-			up.retries.Add(-1)
-			if !ok {
-				return timeoutOrGone(r, info)
-			}
-			exclude = ep
-			continue
 		}
 		recordAttempt(up, resp, err, cond, time.Since(start))
 		if err != nil {
@@ -314,15 +321,19 @@ func (f *Forwarder) failure(r *http.Request, info *Info, c condition, err error)
 // outbound builds the request sent upstream. It never modifies r.
 func (f *Forwarder) outbound(r *http.Request, info *Info, body io.ReadCloser) *http.Request {
 	path, rawPath := r.URL.Path, r.URL.RawPath
-	switch {
-	case f.newPrefix != nil && strings.HasPrefix(path, f.prefix):
-		path = *f.newPrefix + strings.TrimPrefix(path, f.prefix)
-		if path == "" {
-			path = "/"
+	if f.newPrefix != nil || f.regex != nil {
+		// Rewrite the escaped form, so that an escaped slash the listener kept
+		// stays escaped (and is not turned into a separator by the rewrite).
+		esc := r.URL.EscapedPath()
+		switch {
+		case f.newPrefix != nil && strings.HasPrefix(esc, f.prefix):
+			esc = joinPath(*f.newPrefix, strings.TrimPrefix(esc, f.prefix))
+		case f.regex != nil:
+			esc = f.regex.ReplaceAllString(esc, f.regexSub)
 		}
-		rawPath = ""
-	case f.regex != nil:
-		path, rawPath = f.regex.ReplaceAllString(path, f.regexSub), ""
+		if p, err := url.PathUnescape(esc); err == nil {
+			path, rawPath = p, esc
+		}
 	}
 	host := r.Host
 	if f.hostRewrite != "" {
@@ -408,4 +419,20 @@ func grpcTimeout(h http.Header) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(n) * unit, true
+}
+
+// joinPath puts a rewritten prefix and the rest of a path together with exactly one
+// slash between them, and never returns an empty path.
+func joinPath(prefix, rest string) string {
+	switch {
+	case strings.HasSuffix(prefix, "/") && strings.HasPrefix(rest, "/"):
+		rest = rest[1:]
+	case prefix != "" && !strings.HasSuffix(prefix, "/") && rest != "" && !strings.HasPrefix(rest, "/"):
+		rest = "/" + rest
+	}
+	p := prefix + rest
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return p
 }

@@ -80,12 +80,9 @@ func classify(resp *http.Response, err error, client, overall context.Context) c
 	case errors.Is(err, transport.ErrConnLimit):
 		return condOverflow
 	case errors.As(err, &ce):
-		if errors.Is(err, context.DeadlineExceeded) {
-			return condTimeout
-		}
-		return condConnect
+		return condConnect // nothing was sent, whatever stopped the dial
 	case errors.Is(err, context.DeadlineExceeded):
-		return condTimeout
+		return condTimeout // the per-try timeout; the request may have been seen
 	}
 	return condReset
 }
@@ -162,6 +159,11 @@ func (p *retryPolicy) shouldRetry(c condition, resp *http.Response, r *http.Requ
 		return false
 	}
 	match := p.on[c]
+	if c == condTimeout {
+		// A per-try timeout is retried where a gateway error or a reset would be
+		// (the upstream may be stuck, another endpoint may not).
+		match = p.on[condGateway] || p.on[condReset]
+	}
 	if !match && resp != nil && p.statuses[resp.StatusCode] {
 		match = true
 	}
@@ -178,24 +180,24 @@ func (p *retryPolicy) shouldRetry(c condition, resp *http.Response, r *http.Requ
 }
 
 // tryRetryBudget takes a retry slot if the budget allows: at most budgetPercent of
-// the cluster's active requests may be retries (with a floor of minConcurrency), and
-// the circuit breaker's max retries holds. Callers give the slot back (retries.Add(-1)).
-func (up *Upstream) tryRetryBudget(p retryPolicy) bool {
+// the cluster's active requests may be retries in flight (with a floor of
+// minConcurrency), and the circuit breaker's maxRetries holds. The caller calls
+// release when the retried attempt has ended.
+func (up *Upstream) tryRetryBudget(p retryPolicy) (release func(), ok bool) {
 	limit := int64(float64(up.active.Load()) * p.budgetPercent / 100)
 	if limit < p.minConcurrency {
 		limit = p.minConcurrency
 	}
 	if up.retries.Add(1) > limit {
 		up.retries.Add(-1)
-		return false
+		return nil, false
 	}
-	release, ok := up.AcquireRetry()
+	breaker, ok := up.AcquireRetry()
 	if !ok {
 		up.retries.Add(-1)
-		return false
+		return nil, false
 	}
-	release()
-	return true
+	return func() { breaker(); up.retries.Add(-1) }, true
 }
 
 // backoff sleeps with full jitter, rand(0, min(max, base*2^attempt)); false when

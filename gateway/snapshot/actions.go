@@ -44,10 +44,13 @@ func (rd *redirect) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if host == "" {
 		host = hostOnly(r.Host)
 	}
-	if rd.port != 0 {
+	switch {
+	case rd.port != 0:
 		host = net.JoinHostPort(host, strconv.Itoa(rd.port))
-	} else if rd.host == "" && rd.scheme == "" {
+	case rd.host == "" && rd.scheme == "":
 		host = r.Host // same scheme, same authority: keep the port as the client wrote it
+	case strings.Contains(host, ":"):
+		host = "[" + host + "]" // an IPv6 literal
 	}
 	path := r.URL.EscapedPath()
 	switch {

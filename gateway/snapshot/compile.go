@@ -128,6 +128,9 @@ func (s *Snapshot) newUpstream(key string, o *config.Object[config.ClusterSpec])
 		if err != nil {
 			return nil, fieldError(o.Source, ref, "spec.tls", err)
 		}
+		if cfg.ServerName == "" && sp.DNS != nil {
+			cfg.ServerName = sp.DNS.Name // verify the name that was resolved
+		}
 		if sp.TLS.InsecureSkipVerify {
 			s.deps.Logger.Warn("upstream certificate checks are disabled (tls.insecureSkipVerify)", "cluster", key)
 		}

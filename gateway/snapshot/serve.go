@@ -79,7 +79,7 @@ func (s *Snapshot) locateRule(cr *compiledRule) (config.Source, string, string, 
 				name = fmt.Sprintf("%s/%s#%s", o.Meta.Namespace, o.Meta.Name, r)
 			}
 			if name == cr.name {
-				return o.Source, o.Ref(config.KindRoute), fmt.Sprintf("spec.rules[%d].match", i), true
+				return o.Source, o.Ref(config.KindRoute), fmt.Sprintf("spec.rules[%d]", i), true
 			}
 		}
 	}
