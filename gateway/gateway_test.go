@@ -83,7 +83,7 @@ func startTB(t testing.TB, cfg string) (*gateway.Gateway, string, string) {
 		t.Fatal(err)
 	}
 	g, err := gateway.New(gateway.Options{Role: gateway.RoleIngress, ConfigPaths: []string{path}, AdminAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), PollInterval: -1, ShutdownGrace: 5 * time.Second})
+		Logger: slog.New(slog.NewJSONHandler(testLogSink(), &slog.HandlerOptions{Level: slog.LevelDebug})), PollInterval: -1, ShutdownGrace: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,4 +495,11 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func testLogSink() io.Writer {
+	if os.Getenv("PORTCULLIS_TEST_LOGS") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

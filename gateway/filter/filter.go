@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/portcullis/portcullis/gateway/config"
@@ -162,4 +163,27 @@ func Types() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Problems collects every mistake found in a filter's config, so that one load
+// reports them all. Each names its field relative to the filter's config
+// ("delay.percent"). Err returns them as one plain error, which the snapshot
+// compiler positions at the filter's config (file, line, field path).
+type Problems []string
+
+// Add records one problem with a field.
+func (p *Problems) Add(field, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if field != "" {
+		msg = field + ": " + msg
+	}
+	*p = append(*p, msg)
+}
+
+// Err returns nil, or every problem joined into one error.
+func (p Problems) Err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(p, "; "))
 }

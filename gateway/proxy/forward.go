@@ -259,6 +259,12 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 			return f.failure(r, info, cond, err)
 		}
 		err = copyResponse(w, resp, up.StickyCookie(ep, r))
+		if err != nil && r.Context().Err() != nil {
+			cond, err = condClientGone, errClientGone
+		} else if IsStreamError(err) {
+			cond, info.Reason = condReset, "upstream_stream_failed"
+			err = &filter.Error{Status: http.StatusBadGateway, Reason: info.Reason, Err: err}
+		}
 		ep.End(cond.result())
 		if tryCancel != nil {
 			tryCancel()

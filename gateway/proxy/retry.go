@@ -75,7 +75,7 @@ func classify(resp *http.Response, err error, client, overall context.Context) c
 	switch {
 	case client.Err() != nil:
 		return condClientGone
-	case errors.Is(overall.Err(), context.DeadlineExceeded):
+	case pastDeadline(overall):
 		return condTimeout // whatever the transport said, the deadline explains it
 	case errors.Is(err, transport.ErrConnLimit):
 		return condOverflow
@@ -218,4 +218,15 @@ func (p *retryPolicy) backoff(ctx context.Context, attempt int) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// pastDeadline reports whether ctx's deadline has passed, even if its timer has not
+// fired yet (a busy machine runs timers late, and the upstream's own reset for the
+// same deadline can arrive first).
+func pastDeadline(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }

@@ -1,12 +1,9 @@
 package fault
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"net/textproto"
 	"strconv"
-	"strings"
 
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
@@ -53,8 +50,8 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		return nil, err
 	}
 	f := &fault{wait: wait}
-	var probs problems
-	fail := probs.add
+	var probs filter.Problems
+	fail := probs.Add
 	if cfg.Delay == nil && cfg.Abort == nil {
 		fail("", "at least one of delay and abort is required")
 	}
@@ -85,7 +82,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		}
 		f.header = textproto.CanonicalMIMEHeaderKey(cfg.Header)
 	}
-	if err := probs.err(); err != nil {
+	if err := probs.Err(); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -100,28 +97,6 @@ func percent(field string, p *float64, fail func(string, string, ...any)) float6
 		fail(field, "%v is not a percentage (0 to 100)", *p)
 	}
 	return *p
-}
-
-// problems collects every mistake in a config, so that one load reports them all.
-// Each names its field relative to the filter's config ("delay.percent"). They are
-// returned as one plain error on purpose: the snapshot compiler positions a plain
-// error at the filter's config (file, line, "spec.rules[i].filters[j].config"),
-// while a *config.Error would be passed on as it is, without a line.
-type problems []string
-
-func (p *problems) add(field, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if field != "" {
-		msg = field + ": " + msg
-	}
-	*p = append(*p, msg)
-}
-
-func (p problems) err() error {
-	if len(p) == 0 {
-		return nil
-	}
-	return errors.New(strings.Join(p, "; "))
 }
 
 // validName reports whether s is an RFC 9110 token, the grammar of a field name.

@@ -1,11 +1,9 @@
 package headers
 
 import (
-	"errors"
 	"fmt"
 	"net/textproto"
 	"sort"
-	"strings"
 
 	"github.com/portcullis/portcullis/gateway/filter"
 )
@@ -40,38 +38,16 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	if err := b.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	var probs problems
+	var probs filter.Problems
 	req := compileOps("request", cfg.Request, &probs)
 	resp := compileOps("response", cfg.Response, &probs)
 	if req.empty() && resp.empty() && len(probs) == 0 {
-		probs.add("", "at least one of request and response must change something")
+		probs.Add("", "at least one of request and response must change something")
 	}
-	if err := probs.err(); err != nil {
+	if err := probs.Err(); err != nil {
 		return nil, err
 	}
 	return &headersFilter{req: req, resp: resp}, nil
-}
-
-// problems collects every mistake in a config, so that one load reports them all.
-// Each names its field relative to the filter's config ("request.set.X-Foo"). They are
-// returned as one plain error on purpose: the snapshot compiler positions a plain
-// error at the filter's config (file, line, "spec.rules[i].filters[j].config"),
-// while a *config.Error would be passed on as it is, without a line.
-type problems []string
-
-func (p *problems) add(field, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if field != "" {
-		msg = field + ": " + msg
-	}
-	*p = append(*p, msg)
-}
-
-func (p problems) err() error {
-	if len(p) == 0 {
-		return nil
-	}
-	return errors.New(strings.Join(p, "; "))
 }
 
 // refused are names this filter may not touch: the hop-by-hop headers are the
@@ -91,21 +67,21 @@ var refused = map[string]string{
 
 // compileOps checks one side's ops and turns them into their runtime form, with
 // canonical names and pre-parsed templates, sorted so that application is stable.
-func compileOps(side string, o Ops, probs *problems) ops {
+func compileOps(side string, o Ops, probs *filter.Problems) ops {
 	var out ops
 	seen := map[string]string{} // canonical name -> field that named it first
 	checkName := func(field, name string) (string, bool) {
 		if !validName(name) {
-			probs.add(field, "%q is not a valid header name", name)
+			probs.Add(field, "%q is not a valid header name", name)
 			return "", false
 		}
 		key := textproto.CanonicalMIMEHeaderKey(name)
 		if why, bad := refused[key]; bad {
-			probs.add(field, "%q may not be changed: it is %s", name, why)
+			probs.Add(field, "%q may not be changed: it is %s", name, why)
 			return "", false
 		}
 		if prev, dup := seen[key]; dup {
-			probs.add(field, "%q is already changed by %s; a header may appear once per side", name, prev)
+			probs.Add(field, "%q is already changed by %s; a header may appear once per side", name, prev)
 			return "", false
 		}
 		seen[key] = field
@@ -126,7 +102,7 @@ func compileOps(side string, o Ops, probs *problems) ops {
 			}
 			t, err := parseTemplate(m[name])
 			if err != nil {
-				probs.add(field, "%v", err)
+				probs.Add(field, "%v", err)
 				continue
 			}
 			list = append(list, headerOp{name: key, value: t})

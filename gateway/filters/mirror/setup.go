@@ -2,11 +2,8 @@ package mirror
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/gateway/config"
@@ -48,8 +45,8 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	if err := b.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	var probs problems
-	fail := probs.add
+	var probs filter.Problems
+	fail := probs.Add
 	m := &mirror{
 		cluster:     cfg.Cluster,
 		route:       b.Route,
@@ -95,7 +92,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		}
 		m.timeout = p.D()
 	}
-	if err := probs.err(); err != nil {
+	if err := probs.Err(); err != nil {
 		return nil, err
 	}
 	if m.log == nil {
@@ -103,26 +100,4 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	}
 	m.base, m.stop = context.WithCancel(context.Background())
 	return m, nil
-}
-
-// problems collects every mistake in a config, so that one load reports them all.
-// Each names its field relative to the filter's config ("maxInFlight"). They are
-// returned as one plain error on purpose: the snapshot compiler positions a plain
-// error at the filter's config (file, line, "spec.rules[i].filters[j].config"),
-// while a *config.Error would be passed on as it is, without a line.
-type problems []string
-
-func (p *problems) add(field, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if field != "" {
-		msg = field + ": " + msg
-	}
-	*p = append(*p, msg)
-}
-
-func (p problems) err() error {
-	if len(p) == 0 {
-		return nil
-	}
-	return errors.New(strings.Join(p, "; "))
 }
