@@ -209,8 +209,13 @@ func portOf(addr string) string {
 
 func makeCert(t *testing.T, dir string) (string, string, *x509.CertPool) {
 	t.Helper()
+	return makeCertSerial(t, dir, 1)
+}
+
+func makeCertSerial(t *testing.T, dir string, serial int64) (string, string, *x509.CertPool) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -225,4 +230,57 @@ func makeCert(t *testing.T, dir string) (string, string, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// TestCertificateRenewedInPlace overwrites the certificate files of a running HTTPS
+// listener: after a reload, new handshakes get the new certificate, with no rebind
+// and no restart.
+func TestCertificateRenewedInPlace(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, poolA := makeCert(t, dir)
+	g, path, _ := startLogged(t, header+`kind: Listener
+metadata: {name: pub}
+spec:
+  address: 127.0.0.1:0
+  protocol: HTTPS
+  tls:
+    certificates: [{certFile: "`+certFile+`", keyFile: "`+keyFile+`"}]
+---
+`+header+`kind: Route
+metadata: {name: r}
+spec:
+  listeners: [pub]
+  rules:
+    - directResponse: {status: 200, body: "ok"}
+`, -1)
+	defer g.Shutdown()
+	_ = path
+	addr := g.ListenerAddr("default/pub")
+	serial := func(pool *x509.CertPool) (string, error) {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+	}
+	before, err := serial(poolA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Renew: new key and certificate at the same paths.
+	_, _, poolB := makeCertSerial(t, dir, 2)
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := serial(poolB)
+	if err != nil {
+		t.Fatalf("handshake after renewal: %v", err)
+	}
+	if before == after {
+		t.Fatalf("still serving serial %s after the files were renewed", before)
+	}
+	if got := g.ListenerAddr("default/pub"); got != addr {
+		t.Fatalf("listener moved from %s to %s: it was rebound, not reloaded", addr, got)
+	}
 }

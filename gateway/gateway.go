@@ -66,12 +66,14 @@ type Gateway struct {
 	mu      sync.Mutex // serialises Apply
 	servers map[string]*serverEntry
 	digest  string
-	stamp   string // file stamps at the last load
+	stamp   string   // file stamps at the last load
+	watched []string // config files and the files they name
 	admin   *admin.Server
 }
 
 type serverEntry struct {
-	digest string
+	digest string // of the spec
+	files  string // of the TLS files' contents
 	srv    *listener.Server
 }
 
@@ -132,16 +134,34 @@ func (g *Gateway) AdminAddr() string {
 // Reload reads the config files again and applies them. An error means the new
 // config was refused and the running one is still serving.
 func (g *Gateway) Reload() error {
-	stamp := fileStamp(g.opts.ConfigPaths)
 	set, raw, err := config.LoadFiles(g.opts.ConfigPaths...)
 	if err != nil {
 		g.refused("", err)
 		return err
 	}
+	// The files the config names (certificates, keys) are part of its version: a
+	// certificate renewed in place is picked up by a reload, and watched like the
+	// config files themselves.
+	files := set.ReferencedFiles()
+	raw = append(raw, fileContents(files)...)
 	g.mu.Lock()
-	g.stamp = stamp
+	g.watched = append(append([]string(nil), g.opts.ConfigPaths...), files...)
+	g.stamp = fileStamp(g.watched)
 	g.mu.Unlock()
 	return g.Apply(set, raw)
+}
+
+// fileContents is the named files' bytes, each after its name, for a digest.
+func fileContents(paths []string) []byte {
+	var b []byte
+	for _, p := range paths {
+		data, _ := os.ReadFile(p) // a missing file fails later, at compile, with its field
+		b = append(b, p...)
+		b = append(b, 0)
+		b = append(b, data...)
+		b = append(b, 0)
+	}
+	return b
 }
 
 func (g *Gateway) refused(version string, err error) {
@@ -183,7 +203,7 @@ func (g *Gateway) Apply(set *config.Set, raw []byte) error {
 	g.current.Store(next)
 	g.digest = version
 	for k, e := range started {
-		g.servers[k] = &serverEntry{digest: listenerDigest(next.Listeners[k]), srv: e}
+		g.servers[k] = &serverEntry{digest: listenerDigest(next.Listeners[k]), files: tlsFilesDigest(next.Listeners[k]), srv: e}
 	}
 	for _, k := range g.removedListeners(next) {
 		replaced = append(replaced, g.servers[k].srv)
@@ -207,15 +227,31 @@ func listenerDigest(spec config.ListenerSpec) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+func tlsFilesDigest(spec config.ListenerSpec) string {
+	if spec.TLS == nil {
+		return ""
+	}
+	paths := []string{spec.TLS.ClientCAFile}
+	for _, c := range spec.TLS.Certificates {
+		paths = append(paths, c.CertFile, c.KeyFile)
+	}
+	sum := sha256.Sum256(fileContents(paths))
+	return hex.EncodeToString(sum[:8])
+}
+
 // startListeners starts a server for every listener that is new or whose spec
 // changed. It returns the new servers by key, and the old servers they replace.
 func (g *Gateway) startListeners(next *snapshot.Snapshot) (map[string]*listener.Server, []*listener.Server, error) {
 	started := map[string]*listener.Server{}
 	var replaced []*listener.Server
+	var rotate []string
 	for key, spec := range next.Listeners {
 		d := listenerDigest(spec)
 		old := g.servers[key]
 		if old != nil && old.digest == d {
+			if old.files != tlsFilesDigest(spec) {
+				rotate = append(rotate, key) // same spec, renewed certificate files
+			}
 			continue
 		}
 		srv, err := listener.New(key, spec, g.handler(key), listener.Options{Logger: g.log, Events: g.obs})
@@ -229,6 +265,16 @@ func (g *Gateway) startListeners(next *snapshot.Snapshot) (map[string]*listener.
 		if old != nil {
 			replaced = append(replaced, old.srv)
 		}
+	}
+	// Certificates renewed in place are swapped into the running listener for new
+	// handshakes: no rebind, no dropped connection.
+	for _, key := range rotate {
+		spec := next.Listeners[key]
+		if err := g.servers[key].srv.ReloadTLS(*spec.TLS); err != nil {
+			return started, nil, fmt.Errorf("listener %s: tls: %w", key, err)
+		}
+		g.servers[key].files = tlsFilesDigest(spec)
+		g.log.Info("listener certificates reloaded", "listener", key)
 	}
 	return started, replaced, nil
 }
@@ -303,7 +349,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.Reload()
 		case <-tick:
 			g.mu.Lock()
-			changed := fileStamp(g.opts.ConfigPaths) != g.stamp
+			changed := fileStamp(g.watched) != g.stamp
 			g.mu.Unlock()
 			if changed {
 				g.log.Info("config files changed: reloading")

@@ -508,3 +508,37 @@ func (v tagVisitor) Visit(n ast.Node) ast.Visitor {
 	}
 	return v
 }
+
+// ReferencedFiles lists every file the set names (certificates, keys, CA bundles,
+// secrets), so that a reload can notice when one of them changed on disk even
+// though the config itself did not.
+func (s *Set) ReferencedFiles() []string {
+	var out []string
+	add := func(paths ...string) {
+		for _, p := range paths {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	for _, o := range s.Listeners {
+		if t := o.Spec.TLS; t != nil {
+			for _, c := range t.Certificates {
+				add(c.CertFile, c.KeyFile)
+			}
+			add(t.ClientCAFile)
+		}
+	}
+	for _, o := range s.Clusters {
+		if t := o.Spec.TLS; t != nil {
+			add(t.CAFile, t.CertFile, t.KeyFile)
+		}
+		if sc := o.Spec.LoadBalancer.StickyCookie; sc != nil {
+			add(sc.SecretFile)
+		}
+	}
+	for _, o := range s.ExternalServices {
+		add(o.Spec.CAFile)
+	}
+	return out
+}

@@ -49,7 +49,7 @@ func Compile(set *config.Set, version string, prev *Snapshot, deps Deps) (*Snaps
 	}()
 	for _, o := range set.Clusters {
 		key := o.Meta.Namespace + "/" + o.Meta.Name
-		digest := specDigest(o.Spec)
+		digest := specDigest(o.Spec) + clusterFilesDigest(o.Spec)
 		s.specs[key] = o.Spec
 		if prev != nil {
 			if pe, found := prev.upstreams[key]; found && pe.digest == digest {
@@ -358,4 +358,26 @@ func (s *Snapshot) bodyLimit(o *config.Object[config.RouteSpec]) int64 {
 		}
 	}
 	return limit
+}
+
+// clusterFilesDigest covers the contents of the files a cluster names, so that a
+// renewed client certificate or CA bundle rebuilds the cluster on reload.
+func clusterFilesDigest(sp config.ClusterSpec) string {
+	var b []byte
+	if t := sp.TLS; t != nil {
+		for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+			if p != "" {
+				data, _ := os.ReadFile(p)
+				b = append(b, data...)
+			}
+		}
+	}
+	if sc := sp.LoadBalancer.StickyCookie; sc != nil && sc.SecretFile != "" {
+		data, _ := os.ReadFile(sc.SecretFile)
+		b = append(b, data...)
+	}
+	if len(b) == 0 {
+		return ""
+	}
+	return Digest(b)
 }
