@@ -366,6 +366,13 @@ func TestMaxInFlight(t *testing.T) {
 	if err := h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)); err != nil {
 		t.Fatal(err)
 	}
+	// Let the third copy finish before Close, which would cancel it.
+	for f.(statser).Stats().Mirrored < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the third shadow did not finish: %+v", f.(statser).Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	closeWithin(t, f)
 	if st := f.(statser).Stats(); st != (mirror.Stats{Mirrored: 3, SkippedInFlight: 3}) {
 		t.Errorf("stats %+v, want 3 mirrored and 3 skipped", st)
