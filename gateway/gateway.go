@@ -101,6 +101,9 @@ func New(opts Options) (*Gateway, error) {
 		obs:     observe.New(observe.Options{Role: opts.Role, Node: host, Logger: opts.Logger}),
 		servers: map[string]*serverEntry{},
 	}
+	if err := g.obs.Registry().Register(newStateCollector(g, opts.Role)); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	return g, nil
 }
 

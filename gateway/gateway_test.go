@@ -482,8 +482,15 @@ spec:
 	}
 	_, metrics := get(t, nil, mustReq(t, "GET", admin+"/metrics", nil))
 	m := string(metrics)
-	if !strings.Contains(m, `route="default/r#0"`) {
-		t.Errorf("no per-route request metrics:\n%s", grep(m, "portcullis_"))
+	for _, want := range []string{
+		`route="default/r#0"`,
+		`portcullis_upstream_circuit_breaker_limit{cluster="default/a",limit="maxRequests",role="ingress"} 1024`,
+		`portcullis_upstream_endpoint_in_flight{cluster="default/a",endpoint="` + a.Listener.Addr().String() + `",role="ingress"} 0`,
+		`portcullis_config_info{`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(m, "portcullis_"))
+		}
 	}
 }
 

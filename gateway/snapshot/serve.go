@@ -192,7 +192,7 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 			Path: r.URL.RequestURI(), Proto: r.Proto, Status: code, BytesIn: max(r.ContentLength, 0),
 			BytesOut: x.rec.bytes, Duration: dur, Route: x.info.Route, Cluster: x.info.Cluster,
 			Upstream: x.info.Upstream, TraceID: observe.TraceID(r.Context()), Reason: x.info.Reason,
-			UserAgent: r.UserAgent(), Referer: r.Referer(), Headers: r.Header,
+			UserAgent: r.UserAgent(), Referer: r.Referer(), Headers: r.Header, Identity: peerIdentity(r),
 		})
 	}
 }
@@ -297,3 +297,17 @@ func (rw *recorder) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
+// peerIdentity is the caller's identity from its client certificate (mTLS): the
+// SPIFFE ID (URI SAN) when there is one, else the subject's common name.
+func peerIdentity(r *http.Request) string {
+	st := listener.TLSState(r)
+	if st == nil || len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	c := st.PeerCertificates[0]
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	return c.Subject.CommonName
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/observe"
 	"github.com/portcullis/portcullis/gateway/proxy"
+	"github.com/portcullis/portcullis/gateway/upstream"
 )
 
 // Deps are the long-lived services a snapshot uses.
@@ -166,3 +167,12 @@ func (s *Snapshot) Acquire() { s.acquire() }
 
 // Release ends a request started with Acquire.
 func (s *Snapshot) Release() { s.release() }
+
+// Clusters returns the snapshot's clusters by "namespace/name" (read-only).
+func (s *Snapshot) Clusters() map[string]*upstream.Cluster {
+	out := make(map[string]*upstream.Cluster, len(s.upstreams))
+	for k, e := range s.upstreams {
+		out[k] = e.up.Cluster
+	}
+	return out
+}
