@@ -42,7 +42,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, up := range s.Clusters() {
 		b := up.Breaker()
 		for _, l := range []struct {
-			limit     string
+			limit  string
 			n, max int64
 		}{
 			{"maxConnections", b.Connections, b.MaxConnections},
