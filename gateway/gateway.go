@@ -182,7 +182,7 @@ func (g *Gateway) Apply(set *config.Set, raw []byte) error {
 		g.obs.ConfigReload("unchanged", version, nil)
 		return nil
 	}
-	next, err := snapshot.Compile(set, version, prev, snapshot.Deps{Logger: g.log, Observer: g.obs, Role: g.opts.Role})
+	next, err := snapshot.Compile(set, version, prev, snapshot.Deps{Logger: g.log, Observer: g.obs, Role: g.opts.Role, DataDir: g.opts.DataDir})
 	if err != nil {
 		g.refused(version, err)
 		return err

@@ -123,6 +123,10 @@ type Build struct {
 	Upstreams Upstreams
 	// Logger is the proxy's logger.
 	Logger *slog.Logger
+	// DataDir is the proxy's directory for local state (the -data flag), where a
+	// filter may keep what must survive a restart (a last-known-good key set, say).
+	// Empty: keep nothing on disk.
+	DataDir string
 }
 
 // Factory builds a filter from its config.

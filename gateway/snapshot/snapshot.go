@@ -33,6 +33,8 @@ type Deps struct {
 	Observer *observe.Observer
 	// Role is "ingress", "egress" or "sidecar", for logs.
 	Role string
+	// DataDir is the proxy's local state directory, passed on to filters.
+	DataDir string
 }
 
 // Snapshot is one compiled config. Safe for concurrent use; immutable.
