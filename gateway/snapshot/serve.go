@@ -127,8 +127,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := hostOnly(r.Host)
-	cr, params, found := h.table.Match(host, path, r)
-	_ = params
+	cr, _, found := h.table.Match(host, path, r)
 	if !found {
 		h.finish(x, r, &filter.Error{Status: http.StatusNotFound, Reason: "no_route"}, h.noRoute)
 		return
@@ -151,14 +150,21 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		r2.URL = &u
 	}
 	err := cr.handler.ServeHTTP(&x.rec, r2)
-	h.finish(x, r2, err, cr.stats)
+	abort := h.finish(x, r2, err, cr.stats)
 	if span != nil {
 		observe.EndSpan(span, x.rec.status, x.info.Reason)
+	}
+	if abort {
+		// Too late for a status: abort so the client sees a broken stream rather
+		// than a complete-looking one.
+		panic(http.ErrAbortHandler)
 	}
 }
 
 // finish answers an error if one is left, and records metrics and the access log.
-func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats routeStats) {
+// It reports whether the response had already started, so the stream must be
+// aborted.
+func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats routeStats) (abort bool) {
 	if err != nil {
 		status, reason := filter.StatusOf(err)
 		if x.info.Reason == "" {
@@ -169,8 +175,7 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 			// The client is gone; nothing to answer.
 			x.rec.status = 499
 		case x.rec.wroteHeader:
-			// Too late for a status: abort so the client sees a broken stream.
-			defer panic(http.ErrAbortHandler)
+			abort = true
 		default:
 			writeError(&x.rec, r, status, reason)
 		}
@@ -195,6 +200,7 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 			UserAgent: r.UserAgent(), Referer: r.Referer(), Headers: r.Header, Identity: peerIdentity(r),
 		})
 	}
+	return abort
 }
 
 func (h *listenerHandler) security(kind string, r *http.Request, detail string) {
