@@ -8,7 +8,10 @@
 package all
 
 import (
-	_ "github.com/portcullis/portcullis/gateway/filters/fault"   // type "fault"
-	_ "github.com/portcullis/portcullis/gateway/filters/headers" // type "headers"
-	_ "github.com/portcullis/portcullis/gateway/filters/mirror"  // type "mirror"
+	_ "github.com/portcullis/portcullis/gateway/filters/cors"      // type "cors"
+	_ "github.com/portcullis/portcullis/gateway/filters/fault"     // type "fault"
+	_ "github.com/portcullis/portcullis/gateway/filters/headers"   // type "headers"
+	_ "github.com/portcullis/portcullis/gateway/filters/jwt"       // type "jwt"
+	_ "github.com/portcullis/portcullis/gateway/filters/mirror"    // type "mirror"
+	_ "github.com/portcullis/portcullis/gateway/filters/ratelimit" // type "ratelimit"
 )
