@@ -478,7 +478,79 @@ func nodeToValue(n ast.Node, v any) (err error) {
 			err = nodeError(n, fmt.Sprintf("malformed YAML (%v)", p))
 		}
 	}()
-	return yaml.NodeToValue(n, v, yaml.Strict())
+	if err := yaml.NodeToValue(n, v, yaml.Strict()); err != nil {
+		return err
+	}
+	return lossless(n, v)
+}
+
+// lossless refuses a fraction written where the decoded field holds a whole number
+// ("burst: 1.5" into an int): the YAML library truncates such values silently. It
+// writes v back and compares every fractional number of the source with what came
+// back at the same place.
+func lossless(n ast.Node, v any) error {
+	var bad *ast.FloatNode
+	ast.Walk(floatVisitor{&bad}, n)
+	if bad == nil {
+		return nil // no fractions at all: nothing can have been truncated
+	}
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var back any
+	if yaml.Unmarshal(b, &back) != nil {
+		return nil
+	}
+	return compareFloats(n, back)
+}
+
+type floatVisitor struct{ found **ast.FloatNode }
+
+func (f floatVisitor) Visit(n ast.Node) ast.Visitor {
+	if fl, ok := n.(*ast.FloatNode); ok && fl.Value != float64(int64(fl.Value)) {
+		*f.found = fl
+		return nil
+	}
+	return f
+}
+
+func compareFloats(n ast.Node, back any) error {
+	switch n := n.(type) {
+	case *ast.MappingNode:
+		for _, mv := range n.Values {
+			if err := compareFloats(mv, back); err != nil {
+				return err
+			}
+		}
+	case *ast.MappingValueNode:
+		m, _ := back.(map[string]any)
+		return compareFloats(n.Value, m[n.Key.String()])
+	case *ast.SequenceNode:
+		l, _ := back.([]any)
+		for i, e := range n.Values {
+			var b any
+			if i < len(l) {
+				b = l[i]
+			}
+			if err := compareFloats(e, b); err != nil {
+				return err
+			}
+		}
+	case *ast.TagNode:
+		return compareFloats(n.Value, back)
+	case *ast.AnchorNode:
+		return compareFloats(n.Value, back)
+	case *ast.FloatNode:
+		if n.Value == float64(int64(n.Value)) {
+			return nil
+		}
+		if f, ok := back.(float64); ok && f == n.Value {
+			return nil
+		}
+		return nodeError(n, fmt.Sprintf("%v is not a whole number", n.Value))
+	}
+	return nil
 }
 
 // checkTags refuses explicit YAML tags other than the standard ones: they carry no

@@ -59,6 +59,7 @@ func TestParseErrorsNamePlaceAndField(t *testing.T) {
 		{name: "duplicate name", doc: validCluster + "---\n" + validCluster, want: []string{"Cluster default/be", "defined more than once"}},
 		{name: "same address twice", doc: validListener + "---\n" + strings.Replace(validListener, "name: pub", "name: pub2", 1), want: []string{"spec.address", "already used"}},
 		{name: "yaml syntax", doc: "apiVersion: [\n", want: []string{"f.yaml:"}},
+		{name: "fraction into a whole number", doc: validListener + "  limits: {maxConnections: 10.5}\n", want: []string{"f.yaml:6:", "spec.limits.maxConnections", "10.5 is not a whole number"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -160,4 +161,32 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = set.Documents()
 	})
+}
+
+func TestFilterConfigFractionRefused(t *testing.T) {
+	doc := validListener + "---\n" + route(`  rules:
+    - filters:
+        - type: x
+          config: {burst: 1.5, rate: 0.25}
+      directResponse: {status: 200}
+`)
+	set, err := config.Parse("f.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok struct {
+		Burst float64 `yaml:"burst"`
+		Rate  float64 `yaml:"rate"`
+	}
+	if err := set.Routes[0].Spec.Rules[0].Filters[0].Config.Decode(&ok); err != nil || ok.Burst != 1.5 {
+		t.Fatalf("floats into floats: %v %v", ok, err)
+	}
+	var whole struct {
+		Burst int     `yaml:"burst"`
+		Rate  float64 `yaml:"rate"`
+	}
+	err = set.Routes[0].Spec.Rules[0].Filters[0].Config.Decode(&whole)
+	if err == nil || !strings.Contains(err.Error(), "1.5 is not a whole number") || !strings.Contains(err.Error(), "f.yaml:15:") {
+		t.Fatalf("fraction into an int: %v", err)
+	}
 }
