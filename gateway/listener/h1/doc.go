@@ -1,0 +1,23 @@
+// Package h1 serves HTTP/1.1 (RFC 9112) with an http.Handler on a connection
+// that has already been accepted, without net/http's server machinery.
+//
+// net/http's server starts a background-read goroutine for every request
+// without a body (a goroutine spawn that wakes an idle P, an EAGAIN read and two
+// SetReadDeadline calls), clones the response header and allocates several
+// buffers per request. ServeConn runs the handler on the connection's own
+// goroutine, reads with at most one SetReadDeadline call per request in the
+// common case, snapshots the response header into bytes instead of a map clone,
+// and writes a small response (status line, header and body) in one write.
+//
+// Parsing is net/http's own: http.ReadRequest reads the request line, the header
+// section and frames the body (Content-Length or chunked), and ServeConn adds
+// the checks net/http's server makes around it (Host, header names and values,
+// versions, transfer codings, the header size limit), answering with the same
+// status codes at the same points.
+//
+// Not supported: http.Hijacker (and therefore Upgrade and CONNECT tunnels),
+// HTTP/2 (including h2c and the "PRI *" preface) and http.CloseNotifier. A
+// client that goes away is noticed when a write to it fails or when the handler
+// reads the request body, not while the handler waits on something else; see
+// README.md for this trade-off and the other differences from net/http.
+package h1
