@@ -189,8 +189,14 @@ func (e *countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Rea
 // request's W3C traceparent/tracestate when it has a valid one, and a new trace
 // otherwise. The returned context carries the span; end it with EndSpan.
 func (o *Observer) StartSpan(r *http.Request, name string) (context.Context, trace.Span) {
+	return o.StartSpanFrom(r.Context(), r, name)
+}
+
+// StartSpanFrom is StartSpan with the parent context given apart from r, so a
+// caller that has already derived a context need not copy the request to pass it.
+func (o *Observer) StartSpanFrom(parent context.Context, r *http.Request, name string) (context.Context, trace.Span) {
 	t := o.trc.Load()
-	ctx := o.prop.Extract(r.Context(), headerCarrier(r.Header))
+	ctx := o.prop.Extract(parent, headerCarrier(r.Header))
 	if !t.export {
 		return localSpan(ctx)
 	}

@@ -136,7 +136,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	ctx := proxy.WithInfo(r.Context(), info)
 	var span trace.Span
 	if h.obs != nil {
-		ctx, span = h.obs.StartSpan(r.WithContext(ctx), cr.name)
+		ctx, span = h.obs.StartSpanFrom(ctx, r, cr.name)
 	}
 	r2 := r.WithContext(ctx)
 	if path != escaped {
