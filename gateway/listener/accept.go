@@ -58,7 +58,11 @@ func (a *acceptor) Accept() (net.Conn, error) {
 		if !a.s.admit(c) {
 			continue
 		}
-		return newGuardConn(a.s, c, a.s.h2c(), !a.s.noScan), nil
+		g := newGuardConn(a.s, c, a.s.h2c(), !a.s.noScan)
+		if a.s.h2c() {
+			return g, nil // h2c needs net/http's HTTP/2 server
+		}
+		go a.s.serveH1(g)
 	}
 }
 
@@ -130,7 +134,8 @@ func (a *acceptor) handshake(raw net.Conn) {
 	st := tc.ConnectionState()
 	var c net.Conn = tc
 	if st.NegotiatedProtocol != "h2" {
-		c = &tlsGuardConn{guardConn: newGuardConn(a.s, tc, false, !a.s.noScan), state: &st}
+		go a.s.serveH1(&tlsGuardConn{guardConn: newGuardConn(a.s, tc, false, !a.s.noScan), state: &st})
+		return
 	}
 	select {
 	case a.ready <- c:

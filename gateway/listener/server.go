@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/portcullis/portcullis/gateway/listener/h1"
 	"log/slog"
 	"net"
 	"net/http"
@@ -99,6 +100,8 @@ type Server struct {
 	tls      *tlsState // nil for clear text
 	http     *http.Server
 	noScan   bool // benchmarks only: no framing guard
+	h1       h1Conns
+	h1opts   *h1.Options
 
 	open     atomic.Int64
 	rejected atomic.Uint64
@@ -168,6 +171,7 @@ func New(name string, spec config.ListenerSpec, h http.Handler, opts Options) (*
 		return nil, fmt.Errorf("paths.escapedSlashes: %q is not one of reject, keep, decode", spec.Paths.EscapedSlashes)
 	}
 	s.limits = EffectiveLimits(l)
+	s.h1opts = s.h1Options()
 
 	var protos http.Protocols
 	protos.SetHTTP1(true)
@@ -262,8 +266,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ln == nil {
 		return nil
 	}
-	err := s.http.Shutdown(ctx)
 	ln.Close()
+	h1done := make(chan error, 1)
+	go func() { h1done <- s.shutdownH1(ctx) }()
+	err := s.http.Shutdown(ctx)
+	if herr := <-h1done; err == nil {
+		err = herr
+	}
 	done := make(chan struct{})
 	go func() { ln.wait(); <-served; close(done) }()
 	select {
@@ -286,6 +295,7 @@ func (s *Server) Close() error {
 	}
 	err := s.http.Close()
 	ln.Close()
+	s.closeH1()
 	ln.wait()
 	return err
 }

@@ -419,8 +419,11 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestHijackedStreamNotJudged runs on an H2C listener, whose HTTP/1.1 connections
+// net/http serves (hijack is supported there); HTTP listeners serve HTTP/1.1 with
+// the h1 loop, which does not hijack (see TestHijackNotSupportedOnHTTP).
 func TestHijackedStreamNotJudged(t *testing.T) {
-	s, ev := start(t, config.ListenerSpec{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s, ev := start(t, config.ListenerSpec{Protocol: config.ProtocolH2C}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "echo" {
 			io.WriteString(w, "plain")
 			return
@@ -486,4 +489,19 @@ func TestChunkFramingRefusedMidBody(t *testing.T) {
 		t.Fatalf("body error %v", err)
 	}
 	ev.wait(t, KindAmbiguousFraming)
+}
+
+func TestHijackNotSupportedOnHTTP(t *testing.T) {
+	s, _ := start(t, config.ListenerSpec{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			t.Error("hijack succeeded on the h1 loop")
+		}
+		w.WriteHeader(http.StatusNotImplemented)
+	}))
+	c := dial(t, s.Addr())
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || res.StatusCode != http.StatusNotImplemented {
+		t.Fatalf("%v %v", res, err)
+	}
 }
