@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Validate checks every resource of the set on its own and against the others
@@ -231,7 +233,7 @@ func (v *validator) match(f func(string, string), p string, m *Match) {
 		}
 	}
 	for i, m := range m.Methods {
-		if !isToken(m) || strings.ToUpper(m) != m {
+		if !httpguts.ValidHeaderFieldName(m) || strings.ToUpper(m) != m {
 			f(fmt.Sprintf("%s.methods[%d]", p, i), fmt.Sprintf("%q is not an upper-case HTTP method", m))
 		}
 	}
@@ -240,7 +242,7 @@ func (v *validator) match(f func(string, string), p string, m *Match) {
 			q := fmt.Sprintf("%s.%s[%d]", p, kind, i)
 			if vm.Name == "" {
 				f(q+".name", "required")
-			} else if kind == "headers" && !isToken(vm.Name) {
+			} else if kind == "headers" && !httpguts.ValidHeaderFieldName(vm.Name) {
 				f(q+".name", fmt.Sprintf("%q is not a header name", vm.Name))
 			}
 			n := 0
@@ -559,21 +561,4 @@ func checkHostPattern(h string) error {
 		}
 	}
 	return nil
-}
-
-// isToken reports whether s is an RFC 9110 token (header names, methods).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
 }

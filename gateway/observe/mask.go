@@ -3,6 +3,8 @@ package observe
 import (
 	"net/http"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // masked replaces a secret value in logs.
@@ -105,7 +107,7 @@ func (m *masker) headers(h http.Header) map[string]string {
 func maskAuthorization(v string) string {
 	v = strings.TrimSpace(v)
 	i := strings.IndexByte(v, ' ')
-	if i <= 0 || i > 32 || !isToken(v[:i]) {
+	if i <= 0 || i > 32 || !httpguts.ValidHeaderFieldName(v[:i]) {
 		return masked
 	}
 	return v[:i] + " " + masked
@@ -129,25 +131,10 @@ func maskSetCookie(v string) string {
 // maskPair turns "name=value" into "name=***", and anything else into "***".
 func maskPair(p string) string {
 	name, _, ok := strings.Cut(p, "=")
-	if !ok || name == "" || !isToken(name) {
+	if !ok || name == "" || !httpguts.ValidHeaderFieldName(name) {
 		return masked
 	}
 	return name + "=" + masked
-}
-
-// isToken reports whether s is an RFC 9110 token, the shape of an auth scheme or a
-// cookie name. Anything else in that position may be a secret written oddly.
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 // requestTarget masks the secret query and path parameters of a request target

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/rs/cors"
 
 	"github.com/portcullis/portcullis/gateway/config"
@@ -125,7 +127,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 			switch {
 			case m == "*":
 				fail(field, `"*" is not supported for methods; list them (GET, POST, PUT, ...)`)
-			case !validToken(m):
+			case !httpguts.ValidHeaderFieldName(m):
 				fail(field, "%q is not a method name", m)
 			case strings.ToUpper(m) != m:
 				// Methods are case-sensitive and browsers send the usual ones in upper
@@ -137,7 +139,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		}
 	}
 	for i, h := range cfg.AllowedHeaders {
-		if h != "*" && !validToken(h) {
+		if h != "*" && !httpguts.ValidHeaderFieldName(h) {
 			fail(fmt.Sprintf("allowedHeaders[%d]", i), "%q is not a header name", h)
 		}
 	}
@@ -147,7 +149,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		switch {
 		case h == "*" && cfg.AllowCredentials:
 			fail(field, `"*" means every header only without credentials (browsers read it as a header named "*" when allowCredentials is true); list the names`)
-		case h != "*" && !validToken(h):
+		case h != "*" && !httpguts.ValidHeaderFieldName(h):
 			fail(field, "%q is not a header name", h)
 		}
 	}
@@ -300,24 +302,6 @@ func validLabel(l string) bool {
 	for i := 0; i < len(l); i++ {
 		c := l[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// validToken reports whether s is an RFC 9110 token, the grammar of method and
-// field names.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
 			return false
 		}
 	}

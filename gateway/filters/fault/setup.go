@@ -5,6 +5,8 @@ import (
 	"net/textproto"
 	"strconv"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
 )
@@ -77,7 +79,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		}
 	}
 	if cfg.Header != "" {
-		if !validName(cfg.Header) {
+		if !httpguts.ValidHeaderFieldName(cfg.Header) {
 			fail("header", "%q is not a valid header name", cfg.Header)
 		}
 		f.header = textproto.CanonicalMIMEHeaderKey(cfg.Header)
@@ -97,22 +99,4 @@ func percent(field string, p *float64, fail func(string, string, ...any)) float6
 		fail(field, "%v is not a percentage (0 to 100)", *p)
 	}
 	return *p
-}
-
-// validName reports whether s is an RFC 9110 token, the grammar of a field name.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '!', c == '#', c == '$', c == '%', c == '&', c == '\'', c == '*', c == '+',
-			c == '-', c == '.', c == '^', c == '_', c == '`', c == '|', c == '~':
-		default:
-			return false
-		}
-	}
-	return true
 }

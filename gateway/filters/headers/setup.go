@@ -5,6 +5,8 @@ import (
 	"net/textproto"
 	"sort"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/portcullis/portcullis/gateway/filter"
 )
 
@@ -71,7 +73,7 @@ func compileOps(side string, o Ops, probs *filter.Problems) ops {
 	var out ops
 	seen := map[string]string{} // canonical name -> field that named it first
 	checkName := func(field, name string) (string, bool) {
-		if !validName(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			probs.Add(field, "%q is not a valid header name", name)
 			return "", false
 		}
@@ -122,29 +124,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// validName reports whether s is an RFC 9110 token, the grammar of a field name.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTchar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isTchar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
@@ -252,7 +254,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 			}
 			h := textproto.CanonicalMIMEHeaderKey(m.Header)
 			switch {
-			case !validName(m.Header):
+			case !httpguts.ValidHeaderFieldName(m.Header):
 				fail(mf+".header", "%q is not a valid header name", m.Header)
 			case slices.Contains(reservedHeaders, h):
 				fail(mf+".header", "%s carries credentials, framing or routing and cannot be set from a claim", h)
@@ -301,23 +303,6 @@ func Factory(b filter.Build) (filter.Filter, error) {
 func quotable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
-// validName reports whether s is an RFC 9110 token, the grammar of a field name.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
 			return false
 		}
 	}

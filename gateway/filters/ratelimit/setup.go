@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/goccy/go-yaml/ast"
 	"golang.org/x/time/rate"
 
@@ -143,7 +145,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	case k.Claim != "":
 		fail("key.claim", "not supported yet: keys from token claims need the JWT filter, which has not landed; use clientIP or {header: NAME}")
 	case k.Header != "":
-		if !validToken(k.Header) {
+		if !httpguts.ValidHeaderFieldName(k.Header) {
 			fail("key.header", "%q is not a header name", k.Header)
 		}
 		l.mode, l.header = byHeader, textproto.CanonicalMIMEHeaderKey(k.Header)
@@ -162,7 +164,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	}
 
 	if cfg.PlanHeader != "" {
-		if !validToken(cfg.PlanHeader) {
+		if !httpguts.ValidHeaderFieldName(cfg.PlanHeader) {
 			fail("planHeader", "%q is not a header name", cfg.PlanHeader)
 		}
 		l.planHeader = textproto.CanonicalMIMEHeaderKey(cfg.PlanHeader)
@@ -224,22 +226,4 @@ func checkRate(prefix string, rps float64, burst int, fail func(string, string, 
 		fail(prefix+"burst", "required, at least 1 (got %d)", burst)
 	}
 	return plan{limit: rate.Limit(rps), burst: burst, limitHdr: []string{strconv.Itoa(burst)}}
-}
-
-// validToken reports whether s is an RFC 9110 token, the grammar of a field name.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '!', c == '#', c == '$', c == '%', c == '&', c == '\'', c == '*', c == '+',
-			c == '-', c == '.', c == '^', c == '_', c == '`', c == '|', c == '~':
-		default:
-			return false
-		}
-	}
-	return true
 }
