@@ -1,7 +1,6 @@
 package jwt_test
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,45 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
+	"github.com/portcullis/portcullis/gateway/filter/filtertest"
 	"github.com/portcullis/portcullis/gateway/filters/jwt"
 )
-
-// docPrefix is a valid Listener, Cluster and Route whose only rule carries one jwt
-// filter; the config under test is appended, indented, as its config.
-const docPrefix = `apiVersion: portcullis.dev/v1alpha1
-kind: Listener
-metadata:
-  name: public
-spec:
-  address: 127.0.0.1:8080
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Cluster
-metadata:
-  name: backend
-spec:
-  endpoints:
-    - address: 127.0.0.1:9000
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata:
-  name: r
-spec:
-  listeners: [public]
-  rules:
-    - forward:
-        backends:
-          - cluster: backend
-      filters:
-        - type: jwt
-          config:
-`
-
-// line returns the line in filters.yaml of line n (1-based) of a config snippet.
-func line(n int) int { return strings.Count(docPrefix, "\n") + n }
 
 // buildOpts are the parts of filter.Build a test may set.
 type buildOpts struct {
@@ -57,30 +21,13 @@ type buildOpts struct {
 	log     *slog.Logger
 }
 
-// build parses the document with cfg as the filter's config and runs the registered
-// factory on it, the way the snapshot compiler does. A built filter is closed when
-// the test ends.
+// build builds a jwt filter with cfg as its config (see filtertest.Build). A built
+// filter is closed when the test ends.
 func build(t testing.TB, cfg string, o buildOpts) (filter.Filter, error) {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString(docPrefix)
-	for _, l := range strings.Split(strings.Trim(cfg, "\n"), "\n") {
-		b.WriteString("            " + l + "\n")
-	}
-	set, err := config.Parse("filters.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatalf("the test document does not parse: %v\n%s", err, b.String())
-	}
-	spec := set.Routes[0].Spec.Rules[0].Filters[0]
-	factory, ok := filter.Lookup(spec.Type)
-	if !ok {
-		t.Fatalf("filter type %q is not registered (have %v)", spec.Type, filter.Types())
-	}
-	f, err := factory(filter.Build{Config: spec.Config, Route: "default/r#0", Logger: o.log, DataDir: o.dataDir})
-	if f != nil {
-		t.Cleanup(func() { closeFilter(t, f) })
-	}
-	return f, err
+	return filtertest.Build(t, "jwt", cfg,
+		filtertest.WithBuild(func(b *filter.Build) { b.Logger, b.DataDir = o.log, o.dataDir }),
+		filtertest.WithBuilt(func(t testing.TB, f filter.Filter) { t.Cleanup(func() { closeFilter(t, f) }) }))
 }
 
 func mustBuild(t testing.TB, cfg string, o buildOpts) filter.Filter {
@@ -92,6 +39,9 @@ func mustBuild(t testing.TB, cfg string, o buildOpts) filter.Filter {
 	return f
 }
 
+// line returns the line in filters.yaml of line n (1-based) of a config snippet.
+func line(n int) int { return filtertest.Line("jwt", n) }
+
 func closeFilter(t testing.TB, f filter.Filter) {
 	c, ok := f.(interface{ Close() error })
 	if !ok {
@@ -100,11 +50,7 @@ func closeFilter(t testing.TB, f filter.Filter) {
 	c.Close()
 }
 
-func TestRegistered(t *testing.T) {
-	if !slices.Contains(filter.Types(), "jwt") {
-		t.Fatalf("jwt is not registered: %v", filter.Types())
-	}
-}
+func TestRegistered(t *testing.T) { filtertest.Registered(t, "jwt") }
 
 func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
@@ -186,27 +132,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := build(t, tt.cfg, buildOpts{})
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("want no error, got %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("want an error containing %q, got none", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-			var ce *config.Error
-			if errors.As(err, &ce) && (ce.Line == 0 || ce.File != "filters.yaml") {
-				t.Errorf("unpositioned *config.Error: %v", err)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error %q spans lines; the compiler puts it in one message", err)
-			}
+			filtertest.CheckError(t, err, tt.want)
 		})
 	}
 }
@@ -233,49 +159,7 @@ func TestBuildDoesNotWaitForTheNetwork(t *testing.T) {
 
 // TestREADMEExamples keeps the README's examples honest: each must load and build.
 func TestREADMEExamples(t *testing.T) {
-	md, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	rest := string(md)
-	for {
-		var example string
-		var ok bool
-		if _, rest, ok = strings.Cut(rest, "```yaml\n"); !ok {
-			break
-		}
-		example, rest, _ = strings.Cut(rest, "```")
-		if !strings.Contains(example, "kind: Route") {
-			continue
-		}
-		doc := example + "---\napiVersion: portcullis.dev/v1alpha1\nkind: Listener\nmetadata:\n  name: public\nspec:\n  address: 127.0.0.1:8080\n" +
-			"---\napiVersion: portcullis.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: orders-v1\nspec:\n  endpoints:\n    - address: 127.0.0.1:9000\n"
-		set, err := config.Parse("README.md", []byte(doc))
-		if err != nil {
-			t.Fatalf("an example does not load: %v", err)
-		}
-		for _, route := range set.Routes {
-			for _, rule := range route.Spec.Rules {
-				for _, fs := range rule.Filters {
-					factory, ok := filter.Lookup(fs.Type)
-					if !ok {
-						t.Fatalf("an example names unknown filter type %q", fs.Type)
-					}
-					f, err := factory(filter.Build{Config: fs.Config, Route: "example"})
-					if err != nil {
-						t.Errorf("an example's %s filter does not build: %v", fs.Type, err)
-						continue
-					}
-					closeFilter(t, f)
-					n++
-				}
-			}
-		}
-	}
-	if n == 0 {
-		t.Error("the README has no example Route with a filter")
-	}
+	filtertest.READMEExample(t, filtertest.WithClusters("orders-v1"), filtertest.WithBuilt(closeFilter))
 }
 
 var _ = jwt.Type

@@ -7,96 +7,34 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
+	"github.com/portcullis/portcullis/gateway/filter/filtertest"
 	_ "github.com/portcullis/portcullis/gateway/filters/mirror"
 )
 
-// docPrefix is a valid Listener, two Clusters and a Route whose only rule carries
-// one mirror filter; the config under test is appended, indented, as its config.
-const docPrefix = `apiVersion: portcullis.dev/v1alpha1
-kind: Listener
-metadata:
-  name: public
-spec:
-  address: 127.0.0.1:8080
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Cluster
-metadata:
-  name: backend
-spec:
-  endpoints:
-    - address: 127.0.0.1:9000
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Cluster
-metadata:
-  name: shadow-v2
-spec:
-  endpoints:
-    - address: 127.0.0.1:9001
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata:
-  name: r
-spec:
-  listeners: [public]
-  rules:
-    - forward:
-        backends:
-          - cluster: backend
-      filters:
-        - type: mirror
-          config:
-`
+// shadow adds the Cluster the mirror configs under test copy to.
+var shadow = filtertest.WithClusters("shadow-v2")
 
 // line returns the line in filters.yaml of line n (1-based) of a config snippet.
-func line(n int) int { return strings.Count(docPrefix, "\n") + n }
+func line(n int) int { return filtertest.Line("mirror", n, shadow) }
 
 // upstreams is a fake filter.Upstreams: the snapshot's clusters by name.
-type upstreams map[string]filter.Handler
+type upstreams = filtertest.Upstreams
 
-func (u upstreams) Upstream(name string) (filter.Handler, bool) {
-	h, ok := u[name]
-	return h, ok
-}
-
-// build parses the document with cfg as the filter's config and runs the registered
-// factory on it, the way the snapshot compiler does.
+// build builds a mirror filter with cfg as its config and ups as the snapshot's
+// upstreams (see filtertest.Build).
 func build(t testing.TB, cfg string, ups filter.Upstreams) (filter.Filter, error) {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString(docPrefix)
-	for _, l := range strings.Split(strings.Trim(cfg, "\n"), "\n") {
-		b.WriteString("            " + l + "\n")
-	}
-	set, err := config.Parse("filters.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatalf("the test document does not parse: %v\n%s", err, b.String())
-	}
-	spec := set.Routes[0].Spec.Rules[0].Filters[0]
-	factory, ok := filter.Lookup(spec.Type)
-	if !ok {
-		t.Fatalf("filter type %q is not registered (have %v)", spec.Type, filter.Types())
-	}
-	return factory(filter.Build{Config: spec.Config, Route: "default/r#0", Upstreams: ups})
+	return filtertest.Build(t, "mirror", cfg, shadow, filtertest.WithBuild(func(b *filter.Build) { b.Upstreams = ups }))
 }
 
 var noop = filter.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 
-func TestRegistered(t *testing.T) {
-	if !slices.Contains(filter.Types(), "mirror") {
-		t.Fatalf("mirror is not registered: %v", filter.Types())
-	}
-}
+func TestRegistered(t *testing.T) { filtertest.Registered(t, "mirror") }
 
 func TestConfigErrors(t *testing.T) {
 	ups := upstreams{"backend": noop, "shadow-v2": noop}
@@ -136,79 +74,14 @@ func TestConfigErrors(t *testing.T) {
 				u = nil
 			}
 			_, err := build(t, tt.cfg, u)
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("want no error, got %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("want an error containing %q, got none", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-			// Decoding errors come positioned; a *config.Error without a line
-			// would reach the user unpositioned, since the compiler keeps it as
-			// it is (plain errors it positions at the filter's config).
-			var ce *config.Error
-			if errors.As(err, &ce) && (ce.Line == 0 || ce.File != "filters.yaml") {
-				t.Errorf("unpositioned *config.Error: %v", err)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error %q spans lines; the compiler puts it in one message", err)
-			}
+			filtertest.CheckError(t, err, tt.want)
 		})
 	}
 }
 
-// TestREADMEExample keeps the README's example honest: it must load and build.
+// TestREADMEExample keeps the README's examples honest: each must load and build.
 func TestREADMEExample(t *testing.T) {
-	md, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(md), "```yaml\n")
-	example, _, ok2 := strings.Cut(rest, "```")
-	if !ok || !ok2 {
-		t.Fatal("README.md has no yaml example")
-	}
-	doc := example + `---
-apiVersion: portcullis.dev/v1alpha1
-kind: Listener
-metadata:
-  name: public
-spec:
-  address: 127.0.0.1:8080
-`
-	for _, c := range []string{"checkout-v1", "checkout-v2"} {
-		doc += "---\napiVersion: portcullis.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: " + c +
-			"\nspec:\n  endpoints:\n    - address: 127.0.0.1:9000\n"
-	}
-	set, err := config.Parse("README.md", []byte(doc))
-	if err != nil {
-		t.Fatalf("the example does not load: %v", err)
-	}
-	n := 0
-	for _, route := range set.Routes {
-		for _, rule := range route.Spec.Rules {
-			for _, fs := range rule.Filters {
-				factory, ok := filter.Lookup(fs.Type)
-				if !ok {
-					t.Fatalf("the example names unknown filter type %q", fs.Type)
-				}
-				if _, err := factory(filter.Build{Config: fs.Config, Route: "example", Upstreams: upstreams{"checkout-v2": noop}}); err != nil {
-					t.Errorf("the example's %s filter does not build: %v", fs.Type, err)
-				}
-				n++
-			}
-		}
-	}
-	if n == 0 {
-		t.Error("the example has no filter")
-	}
+	filtertest.READMEExample(t, filtertest.WithClusters("checkout-v1", "checkout-v2"), filtertest.WithBuild(func(b *filter.Build) { b.Upstreams = upstreams{"checkout-v2": noop} }))
 }
 
 // TestFraction checks the share of requests copied, default and configured.

@@ -1,88 +1,29 @@
 package ratelimit_test
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"slices"
-	"strings"
 	"testing"
 
-	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
+	"github.com/portcullis/portcullis/gateway/filter/filtertest"
 	_ "github.com/portcullis/portcullis/gateway/filters/ratelimit"
 )
 
-// docPrefix is a valid Listener, Cluster and Route whose only rule carries one
-// ratelimit filter; the config under test is appended, indented, as its config.
-const docPrefix = `apiVersion: portcullis.dev/v1alpha1
-kind: Listener
-metadata:
-  name: public
-spec:
-  address: 127.0.0.1:8080
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Cluster
-metadata:
-  name: backend
-spec:
-  endpoints:
-    - address: 127.0.0.1:9000
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata:
-  name: r
-spec:
-  listeners: [public]
-  rules:
-    - forward:
-        backends:
-          - cluster: backend
-      filters:
-        - type: ratelimit
-          config:
-`
-
-// line returns the line in filters.yaml of line n (1-based) of a config snippet.
-func line(n int) int { return strings.Count(docPrefix, "\n") + n }
-
-// build parses the document with cfg as the filter's config and runs the registered
-// factory on it, the way the snapshot compiler does.
+// build builds a ratelimit filter with cfg as its config (see filtertest.Build).
 func build(t testing.TB, cfg string) (filter.Filter, error) {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString(docPrefix)
-	for _, l := range strings.Split(strings.Trim(cfg, "\n"), "\n") {
-		b.WriteString("            " + l + "\n")
-	}
-	set, err := config.Parse("filters.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatalf("the test document does not parse: %v\n%s", err, b.String())
-	}
-	spec := set.Routes[0].Spec.Rules[0].Filters[0]
-	factory, ok := filter.Lookup(spec.Type)
-	if !ok {
-		t.Fatalf("filter type %q is not registered (have %v)", spec.Type, filter.Types())
-	}
-	return factory(filter.Build{Config: spec.Config, Route: "default/r#0"})
+	return filtertest.Build(t, "ratelimit", cfg)
 }
 
 func mustBuild(t testing.TB, cfg string) filter.Filter {
 	t.Helper()
-	f, err := build(t, cfg)
-	if err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	return f
+	return filtertest.MustBuild(t, "ratelimit", cfg)
 }
 
-func TestRegistered(t *testing.T) {
-	if !slices.Contains(filter.Types(), "ratelimit") {
-		t.Fatalf("ratelimit is not registered: %v", filter.Types())
-	}
-}
+// line returns the line in filters.yaml of line n (1-based) of a config snippet.
+func line(n int) int { return filtertest.Line("ratelimit", n) }
+
+func TestRegistered(t *testing.T) { filtertest.Registered(t, "ratelimit") }
 
 func TestConfigErrors(t *testing.T) {
 	const base = "requestsPerSecond: 10\nburst: 20\n"
@@ -153,78 +94,12 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := build(t, tt.cfg)
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("want no error, got %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("want an error containing %q, got none", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-			var ce *config.Error
-			if errors.As(err, &ce) && (ce.Line == 0 || ce.File != "filters.yaml") {
-				t.Errorf("unpositioned *config.Error: %v", err)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error %q spans lines; the compiler puts it in one message", err)
-			}
+			filtertest.CheckError(t, err, tt.want)
 		})
 	}
 }
 
-// TestREADMEExample keeps the README's example honest: it must load and build.
+// TestREADMEExample keeps the README's examples honest: each must load and build.
 func TestREADMEExample(t *testing.T) {
-	md, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(md), "```yaml\n")
-	example, _, ok2 := strings.Cut(rest, "```")
-	if !ok || !ok2 {
-		t.Fatal("README.md has no yaml example")
-	}
-	doc := example + `---
-apiVersion: portcullis.dev/v1alpha1
-kind: Listener
-metadata:
-  name: public
-spec:
-  address: 127.0.0.1:8080
----
-apiVersion: portcullis.dev/v1alpha1
-kind: Cluster
-metadata:
-  name: partner-api
-spec:
-  endpoints:
-    - address: 127.0.0.1:9000
-`
-	set, err := config.Parse("README.md", []byte(doc))
-	if err != nil {
-		t.Fatalf("the example does not load: %v", err)
-	}
-	n := 0
-	for _, route := range set.Routes {
-		for _, rule := range route.Spec.Rules {
-			for _, fs := range rule.Filters {
-				factory, ok := filter.Lookup(fs.Type)
-				if !ok {
-					t.Fatalf("the example names unknown filter type %q", fs.Type)
-				}
-				if _, err := factory(filter.Build{Config: fs.Config, Route: "example"}); err != nil {
-					t.Errorf("the example's %s filter does not build: %v", fs.Type, err)
-				}
-				n++
-			}
-		}
-	}
-	if n == 0 {
-		t.Error("the example has no filter")
-	}
+	filtertest.READMEExample(t, filtertest.WithClusters("partner-api"))
 }
