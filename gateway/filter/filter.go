@@ -123,10 +123,18 @@ type Build struct {
 	Upstreams Upstreams
 	// Logger is the proxy's logger.
 	Logger *slog.Logger
+	// Events receives security events (refused credentials, abuse), counted and
+	// rate-limited in the log by the core. Nil: the filter logs on Logger instead.
+	Events Events
 	// DataDir is the proxy's directory for local state (the -data flag), where a
 	// filter may keep what must survive a restart (a last-known-good key set, say).
 	// Empty: keep nothing on disk.
 	DataDir string
+}
+
+// Events is the core's sink for security events (SM-DR21).
+type Events interface {
+	SecurityEvent(kind, remoteAddr, detail string)
 }
 
 // Factory builds a filter from its config.

@@ -274,7 +274,11 @@ func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*comp
 		if !ok {
 			return nil, fieldError(o.Source, ref, ff+".type", fmt.Errorf("unknown filter type %q (this build has: %s)", fs.Type, strings.Join(filter.Types(), ", ")))
 		}
-		f, err := factory(filter.Build{Config: fs.Config, Route: name, Upstreams: upstreamLookup{s, o.Meta.Namespace}, Logger: s.deps.Logger, DataDir: s.deps.DataDir})
+		b := filter.Build{Config: fs.Config, Route: name, Upstreams: upstreamLookup{s, o.Meta.Namespace}, Logger: s.deps.Logger, DataDir: s.deps.DataDir}
+		if s.deps.Observer != nil {
+			b.Events = s.deps.Observer
+		}
+		f, err := factory(b)
 		if err != nil {
 			return nil, fieldError(o.Source, ref, ff+".config", err)
 		}

@@ -28,7 +28,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gojwt "github.com/golang-jwt/jwt/v5"
@@ -49,7 +48,7 @@ type jwtFilter struct {
 	strip    []string // canonical names of every claimsToHeaders header
 	replay   *replayCache
 	log      *slog.Logger
-	logLimit logLimiter
+	events   filter.Events
 	// challenges[r] is the WWW-Authenticate value for a refusal for reason r,
 	// built once with the realm.
 	challenges [numReasons]string
@@ -357,37 +356,30 @@ func (f *jwtFilter) reject(w http.ResponseWriter, r *http.Request, why reason, c
 	return &filter.Error{Status: http.StatusUnauthorized, Reason: reasons[why].name}
 }
 
-// security writes the security-event line of a refusal: the reason and what the
-// token claimed about itself (issuer, kid, alg: unverified, cut short), never the
-// token. Lines are limited per second, since clients choose how many to cause.
+// security reports a refusal: the reason and what the token claimed about itself
+// (issuer, kid, alg: unverified, cut short), never the token. Through the core's
+// event sink when there is one (it counts events and rate-limits their log lines,
+// since clients choose how many to cause); else on the filter's logger.
 func (f *jwtFilter) security(r *http.Request, why reason, c *claims) {
-	ok, suppressed := f.logLimit.allow(time.Now())
-	if !ok {
-		return
-	}
 	remote := r.RemoteAddr
 	if info := proxy.InfoFrom(r.Context()); info != nil && info.ClientIP.IsValid() {
 		remote = info.ClientIP.String()
 	}
-	attrs := make([]slog.Attr, 0, 9)
-	attrs = append(attrs,
-		slog.String("event", "security"),
-		slog.String("kind", "auth_failure"),
-		slog.String("reason", reasons[why].name),
-		slog.String("route", f.route),
-		slog.String("remote", remote),
-	)
+	detail := "jwt: " + reasons[why].name + " route=" + f.route
 	if c != nil {
 		for _, kv := range [...][2]string{{"issuer", c.issName}, {"kid", c.kid}, {"alg", c.alg}} {
 			if kv[1] != "" {
-				attrs = append(attrs, slog.String(kv[0], cut(kv[1], 128)))
+				detail += " " + kv[0] + "=" + cut(kv[1], 128)
 			}
 		}
 	}
-	if suppressed > 0 {
-		attrs = append(attrs, slog.Int("suppressed", suppressed))
+	if f.events != nil {
+		f.events.SecurityEvent("auth_failure", remote, detail)
+		return
 	}
-	f.log.LogAttrs(r.Context(), slog.LevelWarn, "jwt: request refused", attrs...)
+	f.log.LogAttrs(r.Context(), slog.LevelWarn, "jwt: request refused",
+		slog.String("event", "security"), slog.String("kind", "auth_failure"),
+		slog.String("reason", reasons[why].name), slog.String("remote", remote), slog.String("detail", detail))
 }
 
 func cut(s string, n int) string {
@@ -395,35 +387,6 @@ func cut(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// securityLinesPerSecond bounds this filter's security log, like the core's.
-const securityLinesPerSecond = 100
-
-// logLimiter lets securityLinesPerSecond lines through per wall-clock second and
-// counts the rest, reported on the next line written.
-type logLimiter struct {
-	mu      sync.Mutex
-	sec     int64
-	n       int
-	dropped int
-}
-
-func (l *logLimiter) allow(now time.Time) (bool, int) {
-	s := now.Unix()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s != l.sec {
-		l.sec, l.n = s, 0
-	}
-	if l.n >= securityLinesPerSecond {
-		l.dropped++
-		return false, 0
-	}
-	l.n++
-	d := l.dropped
-	l.dropped = 0
-	return true, d
 }
 
 // Close stops the background key refreshers. The core calls it when the snapshot

@@ -122,6 +122,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	}
 	f := &jwtFilter{
 		route:    b.Route,
+		events:   b.Events,
 		issuers:  map[string]*issuer{},
 		maxToken: DefaultMaxTokenBytes,
 		optional: cfg.Optional,
