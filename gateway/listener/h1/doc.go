@@ -16,8 +16,15 @@
 // status codes at the same points.
 //
 // Not supported: http.Hijacker (and therefore Upgrade and CONNECT tunnels),
-// HTTP/2 (including h2c and the "PRI *" preface) and http.CloseNotifier. A
-// client that goes away is noticed when a write to it fails or when the handler
-// reads the request body, not while the handler waits on something else; see
-// README.md for this trade-off and the other differences from net/http.
+// HTTP/2 (including h2c and the "PRI *" preface) and http.CloseNotifier.
+//
+// A client that goes away is noticed when a write to it fails, when the handler
+// reads the request body, or, while the handler waits on something else (a
+// proxy's upstream call), once the handler has run for Options.WatchAfter
+// (200 ms by default) with the body read: a reusable per-connection timer then
+// starts a one-byte read of the connection, which cancels the request's context
+// at the end of the stream, and hands a byte of a pipelined request back to the
+// server. A request served faster starts no goroutine and allocates nothing for
+// this. See README.md for this trade-off and the other differences from
+// net/http.
 package h1

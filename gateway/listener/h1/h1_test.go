@@ -104,6 +104,11 @@ func TestOneWriteAndOneDeadlinePerRequest(t *testing.T) {
 	if w := cc.writes.Load(); w != n {
 		t.Errorf("%d writes for %d responses", w, n)
 	}
+	// The idle deadline after the last response is set once it has been
+	// sent: give the server a moment to get there.
+	for end := time.Now().Add(time.Second); cc.readDeadlines.Load() < n+1 && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
 	if d := cc.readDeadlines.Load(); d != n+1 {
 		t.Errorf("%d SetReadDeadline calls for %d requests", d, n)
 	}

@@ -29,7 +29,7 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		if c.headSeen && !c.hdrArmed {
 			c.armHeaderDeadline()
 		}
-		n, err := c.rwc.Read(p)
+		n, err := c.readConn(p)
 		if n > 0 {
 			c.remain -= int64(n)
 			c.headSeen = true
@@ -44,11 +44,11 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		// connection: a client that stalls must not hold us.
 		c.rwc.SetReadDeadline(time.Now().Add(c.o.ReadHeaderTimeout))
 		c.rdl = rdlDrain
-	case c.rdl == rdlIdle || c.rdl == rdlHeader:
+	case c.rdl == rdlIdle || c.rdl == rdlHeader || c.rdl == rdlUnknown:
 		c.rwc.SetReadDeadline(time.Time{})
 		c.rdl = rdlNone
 	}
-	n, err := c.rwc.Read(p)
+	n, err := c.readConn(p)
 	if err != nil {
 		// As net/http: a failed read means the connection is dead (or the
 		// handler's own deadline passed); the request's context ends.

@@ -46,7 +46,9 @@ func (c *conn) serveRequest(req *http.Request) bool {
 		h = optionsStar // server-wide OPTIONS (RFC 9110 §9.3.7), answered as by net/http
 	}
 
+	c.startWatch(w)
 	h.ServeHTTP(w, r)
+	c.stopWatch()
 	cancel()
 	w.finish()
 
@@ -105,6 +107,9 @@ func (b *reqBody) account(n int, err error) {
 	b.n += int64(n)
 	switch {
 	case err == io.EOF:
+		if !b.sawEOF {
+			b.w.c.armWatch() // the handler may now wait on something else
+		}
 		b.sawEOF = true
 		// A chunked body's trailer fields arrive with its end, into the
 		// request that http.ReadRequest returned; the handler has a copy.

@@ -45,6 +45,13 @@ type Options struct {
 	OnError func(kind, detail string)
 	// Logger gets handler panics and handler misuse. Nil discards.
 	Logger *slog.Logger
+	// WatchAfter is how long a handler may run, once the request body has
+	// been read to its end (or there is none), before the connection is
+	// watched for a client that goes away: a read of one byte that cancels
+	// the request's context at the end of the stream. Faster requests start
+	// no watcher. Zero: 200 ms. Negative: no watcher; a client that goes
+	// away is then noticed at the next write.
+	WatchAfter time.Duration
 }
 
 // Kinds of refused requests reported through Options.OnError.
@@ -73,7 +80,8 @@ const (
 	rdlIdle
 	rdlHeader
 	rdlDrain
-	rdlUser // set by the handler through http.ResponseController
+	rdlUser    // set by the handler through http.ResponseController
+	rdlUnknown // set by the disconnect watcher: the next read sets its own
 )
 
 var errHeadTooLarge = errors.New("h1: request head too large")
@@ -87,6 +95,10 @@ func ServeConn(c net.Conn, h http.Handler, o *Options) {
 	if o != nil {
 		sc.o = *o
 	}
+	if sc.o.WatchAfter == 0 {
+		sc.o.WatchAfter = defaultWatchAfter
+	}
+	sc.wcond.L = &sc.wmu
 	if sc.o.MaxHeaderBytes <= 0 {
 		sc.o.MaxHeaderBytes = http.DefaultMaxHeaderBytes
 	}
@@ -126,6 +138,20 @@ type conn struct {
 	cur        *response
 	werr       error // first write error: the connection is dead
 	panicked   bool
+
+	// The disconnect watcher (watch.go). wmu guards the fields below but
+	// held and wbuf, which the watcher sets before it leaves wRunning and
+	// the connection's goroutine uses after stopWatch.
+	wmu     sync.Mutex
+	wcond   sync.Cond
+	wt      *time.Timer
+	wstate  uint8
+	wwhen   time.Time
+	wcancel context.CancelFunc // the running handler's; nil between handlers
+	wbody   *reqBody
+	wran    bool // a watcher read the connection (and changed its read deadline)
+	wbuf    [1]byte
+	held    bool // wbuf holds a byte read by the watcher, not yet returned
 }
 
 // scratch holds the buffers a request needs from its first byte to the end of
@@ -264,7 +290,7 @@ func (c *conn) tlsState() bool {
 // read-header deadline is set by read when a head needs a second read.
 func (c *conn) nextHead() {
 	c.hdrArmed = false
-	c.headSeen = c.br.Buffered() > 0
+	c.headSeen = c.br.Buffered() > 0 || c.held
 	if c.headSeen {
 		return
 	}
@@ -290,6 +316,7 @@ func (c *conn) end() {
 	}
 	// Close first: a handler goroutine blocked reading the body returns.
 	c.rwc.Close()
+	c.stopWatch()
 	if w := c.cur; w != nil {
 		w.cancel()
 		w.disableContinue()
