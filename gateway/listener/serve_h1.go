@@ -19,9 +19,8 @@ import (
 // (docs/performance.md). HTTP/2 (over TLS, and h2c listeners) stays with net/http.
 //
 // The trade-off, as in h1's README: a client that goes away while the handler
-// waits on an upstream is noticed at the next write or body read, not at once;
-// the upstream call runs to its timeout. Listeners bound every request by the
-// route timeout, so nothing waits forever.
+// waits on an upstream is noticed after h1's WatchAfter (200ms) by a lazy
+// watcher, not at once.
 
 // h1Conns tracks the connections h1.ServeConn is serving, for graceful shutdown.
 type h1Conns struct {
