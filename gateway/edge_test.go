@@ -164,21 +164,7 @@ spec:
 func TestHTTPSListenerServesHTTP2(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := makeCert(t, dir)
-	g, _, _ := startLogged(t, header+`kind: Listener
-metadata: {name: pub}
-spec:
-  address: 127.0.0.1:0
-  protocol: HTTPS
-  tls:
-    certificates: [{certFile: "`+certFile+`", keyFile: "`+keyFile+`"}]
----
-`+header+`kind: Route
-metadata: {name: r}
-spec:
-  listeners: [pub]
-  rules:
-    - directResponse: {status: 200, body: "secure"}
-`, -1)
+	g, _, _ := startLogged(t, httpsDoc(certFile, keyFile, "secure"), -1)
 	defer g.Shutdown()
 	url := "https://localhost:" + portOf(g.ListenerAddr("default/pub")) + "/"
 	for _, tc := range []struct {
@@ -238,23 +224,8 @@ func makeCertSerial(t *testing.T, dir string, serial int64) (string, string, *x5
 func TestCertificateRenewedInPlace(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, poolA := makeCert(t, dir)
-	g, path, _ := startLogged(t, header+`kind: Listener
-metadata: {name: pub}
-spec:
-  address: 127.0.0.1:0
-  protocol: HTTPS
-  tls:
-    certificates: [{certFile: "`+certFile+`", keyFile: "`+keyFile+`"}]
----
-`+header+`kind: Route
-metadata: {name: r}
-spec:
-  listeners: [pub]
-  rules:
-    - directResponse: {status: 200, body: "ok"}
-`, -1)
+	g, _, _ := startLogged(t, httpsDoc(certFile, keyFile, "ok"), -1)
 	defer g.Shutdown()
-	_ = path
 	addr := g.ListenerAddr("default/pub")
 	serial := func(pool *x509.CertPool) (string, error) {
 		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
@@ -283,4 +254,24 @@ spec:
 	if got := g.ListenerAddr("default/pub"); got != addr {
 		t.Fatalf("listener moved from %s to %s: it was rebound, not reloaded", addr, got)
 	}
+}
+
+// httpsDoc is an HTTPS listener with the given certificate and a route that
+// answers body directly.
+func httpsDoc(certFile, keyFile, body string) string {
+	return header + `kind: Listener
+metadata: {name: pub}
+spec:
+  address: 127.0.0.1:0
+  protocol: HTTPS
+  tls:
+    certificates: [{certFile: "` + certFile + `", keyFile: "` + keyFile + `"}]
+---
+` + header + `kind: Route
+metadata: {name: r}
+spec:
+  listeners: [pub]
+  rules:
+    - directResponse: {status: 200, body: "` + body + `"}
+`
 }

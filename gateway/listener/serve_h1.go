@@ -87,7 +87,9 @@ func (s *Server) serveH1(c net.Conn) {
 		if t.shutting.Load() {
 			w.Header().Set("Connection", "close") // draining: this is the last response
 		}
-		s.serveHTTP(w, r)
+		// h1 has already refused too many header lines (Options.MaxHeaders), so
+		// the count serveHTTP makes for net/http's connections is not made again.
+		s.handler.ServeHTTP(w, r)
 	}), &o)
 }
 
