@@ -21,7 +21,6 @@ import (
 
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"github.com/portcullis/portcullis/gateway/filter"
-	"github.com/portcullis/portcullis/gateway/filters/jwt"
 )
 
 const (
@@ -208,7 +207,7 @@ type result struct {
 	reason    string
 	challenge string
 	upstream  http.Header // nil when the request did not reach the upstream
-	verified  *jwt.Verified
+	verified  *filter.Identity
 }
 
 // serve runs one request with the given Authorization value ("" for none) through
@@ -219,7 +218,7 @@ func serve(t testing.TB, f filter.Filter, authz string, mod func(*http.Request))
 	var res result
 	h := filter.Chain([]filter.Filter{f}, filter.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		res.upstream = r.Header.Clone()
-		res.verified, _ = jwt.FromContext(r.Context())
+		res.verified, _ = filter.IdentityFrom(r.Context())
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}))

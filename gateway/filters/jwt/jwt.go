@@ -68,24 +68,6 @@ type claimHeader struct {
 	header string // canonical
 }
 
-// Verified is what the filter learned from an accepted token, for filters later in
-// the chain (rate limits by subject, edge authorization). Claims must be treated as
-// read-only: one map is shared by everything that handles the request.
-type Verified struct {
-	Issuer  string
-	Subject string
-	Claims  map[string]any
-}
-
-type verifiedKey struct{}
-
-// FromContext returns the verified token of a request this filter accepted, or
-// false for a request without one (an unauthenticated request on an optional route).
-func FromContext(ctx context.Context) (*Verified, bool) {
-	v, ok := ctx.Value(verifiedKey{}).(*Verified)
-	return v, ok
-}
-
 func (f *jwtFilter) Handle(w http.ResponseWriter, r *http.Request, next filter.Handler) error {
 	tok, r0 := f.bearer(r)
 	if r0 == reasonMissing && f.optional {
@@ -106,8 +88,7 @@ func (f *jwtFilter) Handle(w http.ResponseWriter, r *http.Request, next filter.H
 		}
 	}
 	sub, _ := c.m["sub"].(string)
-	v := &Verified{Issuer: c.iss.name, Subject: sub, Claims: c.m}
-	r2 := r.WithContext(context.WithValue(r.Context(), verifiedKey{}, v))
+	r2 := filter.WithIdentity(r, &filter.Identity{Source: "jwt", Issuer: c.iss.name, Subject: sub, Claims: c.m})
 	if len(f.strip) > 0 {
 		r2.Header = r.Header.Clone()
 		f.stripHeaders(r2.Header)

@@ -100,7 +100,7 @@ func TestAccepted(t *testing.T) {
 				}
 			}
 			if res.verified == nil || res.verified.Subject == "" || res.verified.Claims["sub"] == nil {
-				t.Errorf("FromContext = %+v, want the verified claims", res.verified)
+				t.Errorf("IdentityFrom = %+v, want the verified claims", res.verified)
 			}
 		})
 	}
@@ -269,7 +269,7 @@ func TestOptional(t *testing.T) {
 		t.Errorf("an unrelated header was removed: %v", res.upstream)
 	}
 	if res.verified != nil {
-		t.Errorf("FromContext = %+v for an unauthenticated request", res.verified)
+		t.Errorf("IdentityFrom = %+v for an unauthenticated request", res.verified)
 	}
 	if res := serve(t, f, "", nil); res.status != 200 {
 		t.Errorf("no token, no forged headers: got %d", res.status)
