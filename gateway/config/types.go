@@ -30,6 +30,11 @@ type Metadata struct {
 	Name      string            `yaml:"name"`
 	Namespace string            `yaml:"namespace,omitempty"`
 	Labels    map[string]string `yaml:"labels,omitempty"`
+	// ResourceVersion is the control plane's version of the stored resource. Sent
+	// back with a write, it makes the write conditional: a resource changed by
+	// someone else since gets a conflict instead of being overwritten. Proxies and
+	// files ignore it.
+	ResourceVersion string `yaml:"resourceVersion,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("250ms", "5s", "1m").
