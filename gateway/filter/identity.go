@@ -105,7 +105,9 @@ func (id *Identity) lookup(path string) (any, bool) {
 		return v, true
 	}
 	var cur any = id.Claims
-	for _, part := range strings.Split(path, ".") {
+	for rest, more := path, true; more; {
+		var part string
+		part, rest, more = strings.Cut(rest, ".")
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return nil, false

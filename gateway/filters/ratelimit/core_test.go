@@ -158,7 +158,7 @@ func TestEdgeChainThroughTheCore(t *testing.T) {
 	})
 
 	t.Run("config errors are positioned by the core", func(t *testing.T) {
-		doc := strings.Replace(edgeDoc("127.0.0.1:1", "127.0.0.1:2"), "{requestsPerSecond: 0.2, burst: 2}", "{requestsPerSecond: 0.2, burst: 2, key: {claim: sub}}", 1)
+		doc := strings.Replace(edgeDoc("127.0.0.1:1", "127.0.0.1:2"), "{requestsPerSecond: 0.2, burst: 2}", "{requestsPerSecond: 0.2, burst: 2, ipv6PrefixLength: 200}", 1)
 		set, err := config.Parse("edge.yaml", []byte(doc))
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +168,7 @@ func TestEdgeChainThroughTheCore(t *testing.T) {
 			s.Close()
 			t.Fatal("compiled")
 		}
-		if want := "spec.rules[1].filters[1].config: key.claim: not supported yet"; !strings.Contains(err.Error(), want) {
+		if want := "spec.rules[1].filters[1].config: ipv6PrefixLength: 200 is out of range"; !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	})

@@ -1,9 +1,14 @@
 // Package ratelimit is the "ratelimit" filter: token buckets (golang.org/x/time/rate)
-// per client key, where the key is the client's IP address as the core determined
-// it (trusted proxies honoured) or the value of a header such as an API key, with
-// usage plans that give some keys other rates. Over the limit a request gets 429
-// with RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset (the separate fields of
+// per client key, where the key is the client's address as the core determined it
+// (trusted proxies honoured; IPv6 grouped per /64), the value of a header such as an
+// API key, or the authenticated caller (subject or a claim, from filter.Identity),
+// with usage plans that give some keys other rates (by header, claim or key
+// prefix). Over the limit a request gets 429 with RateLimit-Limit,
+// RateLimit-Remaining, RateLimit-Reset (the separate fields of
 // draft-ietf-httpapi-ratelimit-headers-06) and Retry-After (MS-SS-8).
+//
+// With countOnly it is a login-attempt threshold (MS-SS-11): only responses with
+// the listed statuses (failed attempts) take a token; see attempts.go.
 //
 // The key table is bounded (maxKeys) under a flood of distinct keys: see table.
 //
@@ -15,9 +20,9 @@ package ratelimit
 
 import (
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,9 +36,15 @@ import (
 
 // Reasons reported for requests this filter refuses.
 const (
-	ReasonLimited    = "rate_limited"          // over the limit: 429
-	ReasonMissingKey = "ratelimit_key_missing" // missingKey: refuse and no key header: 400
+	ReasonLimited         = "rate_limited"              // over the limit: 429
+	ReasonAttempts        = "login_attempts_exceeded"   // countOnly, bucket empty: 429
+	ReasonMissingKey      = "ratelimit_key_missing"     // missingKey: refuse and no key header: 400
+	ReasonUnauthenticated = "ratelimit_unauthenticated" // missingKey: refuse, subject or claim key, no identity: 401
+	ReasonMissingClaim    = "ratelimit_claim_missing"   // missingKey: refuse, identity without the subject or claim: 403
 )
+
+// EventAttemptsExceeded is the security event kind of a countOnly refusal.
+const EventAttemptsExceeded = "login_attempts_exceeded"
 
 // Response header names, in net/http's canonical form so that Header.Get finds them
 // (the wire form is case-insensitive).
@@ -42,13 +53,6 @@ const (
 	hdrRemaining  = "Ratelimit-Remaining"
 	hdrReset      = "Ratelimit-Reset"
 	hdrRetryAfter = "Retry-After"
-)
-
-type keyMode uint8
-
-const (
-	byClientIP keyMode = iota
-	byHeader
 )
 
 // plan is one rate: the default (index 0) or a usage plan.
@@ -63,46 +67,54 @@ type plan struct {
 // the shared bucket are its only mutable state, and they lock for themselves.
 type limiter struct {
 	mode          keyMode
+	keyName       string // the key's kind, for security events (never its value)
 	header        string // canonical key header, byHeader only
+	claim         string // claim path, byClaim only
 	refuseMissing bool
+	v4Bits        int // address grouping, byClientIP only
+	v6Bits        int
 
 	plans      []plan           // [0] is the default rate
-	planHeader string           // canonical; "" chooses plans by key prefix
-	byName     map[string]int32 // planHeader value -> index into plans
+	planHeader string           // canonical; "" when plans are chosen otherwise
+	planClaim  string           // claim path; "" when plans are chosen otherwise
+	byName     map[string]int32 // plan header or claim value -> index into plans
 	prefixes   []int32          // plans by key prefix, longest name first
 
+	counted []int // countOnly statuses; nil: every request takes a token
+
 	table  *table
-	hkey   headerKey
-	shared *entry // requests without a key (no header, or no parsable address)
+	digest digester
+	shared *entry // requests without a key (none sent, or no parsable address)
+
+	route    string
+	events   filter.Events
+	log      *slog.Logger  // countOnly without events only
+	logLines *rate.Limiter // bounds those log lines
 
 	// now is the clock; a field so that tests can refill buckets without sleeping.
 	now func() time.Time
 }
 
+var _ filter.Filter = (*limiter)(nil)
+
+// Handle finds the request's bucket and plan, then takes a token (or, with
+// countOnly, reserves one for the attempt) or answers 429.
 func (l *limiter) Handle(w http.ResponseWriter, r *http.Request, next filter.Handler) error {
 	now := l.now()
-	p := l.planOf(r)
-	var e *entry
-	switch l.mode {
-	case byClientIP:
-		if a := clientIP(r); a.IsValid() {
-			e = l.table.get(key(a.Unmap().As16()), p, &l.plans[p])
-		}
-	case byHeader:
-		if v := r.Header[l.header]; len(v) > 0 && v[0] != "" {
-			if l.planHeader == "" && len(l.prefixes) > 0 {
-				p = l.prefixPlan(v[0])
-			}
-			e = l.table.get(l.hkey.of(v[0]), p, &l.plans[p])
-		} else if l.refuseMissing {
-			return &filter.Error{Status: http.StatusBadRequest, Reason: ReasonMissingKey}
-		}
+	var id *filter.Identity
+	if l.mode == bySubject || l.mode == byClaim || l.planClaim != "" {
+		id, _ = filter.IdentityFrom(r.Context())
 	}
-	if e == nil {
-		e = l.shared
+	p := l.planOf(r, id)
+	e, err := l.bucket(w, r, id, &p)
+	if err != nil {
+		return err
 	}
 	pl := &l.plans[p]
 	e.setPlan(now, p, pl)
+	if l.counted != nil {
+		return l.attempt(w, r, next, e, pl, now)
+	}
 
 	h := w.Header()
 	if e.lim.AllowN(now, 1) {
@@ -119,7 +131,7 @@ func (l *limiter) Handle(w http.ResponseWriter, r *http.Request, next filter.Han
 	h[hdrRemaining] = itoa(0)
 	h[hdrReset] = itoa(pl.secondsUntil(tokens, float64(pl.burst)))
 	h[hdrRetryAfter] = itoa(max(pl.secondsUntil(tokens, 1), 1))
-	return limited(w, r)
+	return limited(w, r, ReasonLimited)
 }
 
 // limited answers a request over the limit. The core's error answer sets
@@ -127,30 +139,42 @@ func (l *limiter) Handle(w http.ResponseWriter, r *http.Request, next filter.Han
 // requests are answered here, in the core's format (same body, content type and
 // access-log reason); gRPC requests go to the core, whose gRPC answer (HTTP 200,
 // grpc-status 14) leaves Retry-After and the RateLimit fields as set.
-func limited(w http.ResponseWriter, r *http.Request) error {
+func limited(w http.ResponseWriter, r *http.Request, reason string) error {
 	if isGRPC(r) {
-		return &filter.Error{Status: http.StatusTooManyRequests, Reason: ReasonLimited}
+		return &filter.Error{Status: http.StatusTooManyRequests, Reason: reason}
 	}
 	if info := proxy.InfoFrom(r.Context()); info != nil && info.Reason == "" {
-		info.Reason = ReasonLimited
+		info.Reason = reason
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	w.WriteHeader(http.StatusTooManyRequests)
-	_, _ = io.WriteString(w, "429 Too Many Requests: "+ReasonLimited+"\n")
+	_, _ = io.WriteString(w, "429 Too Many Requests: "+reason+"\n")
 	return nil
 }
 
-// planOf returns the plan named by the plan header, or the default.
-func (l *limiter) planOf(r *http.Request) int32 {
-	if l.planHeader == "" {
+// planOf returns the plan named by the plan header or the plan claim, or the
+// default (also for a value that names no plan).
+func (l *limiter) planOf(r *http.Request, id *filter.Identity) int32 {
+	var name string
+	switch {
+	case l.planHeader != "":
+		v := r.Header[l.planHeader]
+		if len(v) == 0 {
+			return 0
+		}
+		name = v[0]
+	case l.planClaim != "":
+		var ok bool
+		if name, ok = id.Claim(l.planClaim); !ok { // nil id: false
+			return 0
+		}
+	default:
 		return 0
 	}
-	if v := r.Header[l.planHeader]; len(v) > 0 {
-		if p, ok := l.byName[v[0]]; ok {
-			return p
-		}
+	if p, ok := l.byName[name]; ok {
+		return p
 	}
 	return 0
 }
@@ -176,19 +200,6 @@ func (pl *plan) secondsUntil(tokens, want float64) int {
 		return math.MaxInt32
 	}
 	return int(s)
-}
-
-// clientIP is the client's address as the core determined it (behind trusted
-// proxies, from X-Forwarded-For), or the peer's address outside the core.
-func clientIP(r *http.Request) netip.Addr {
-	if info := proxy.InfoFrom(r.Context()); info != nil && info.ClientIP.IsValid() {
-		return info.ClientIP
-	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr()
-	}
-	a, _ := netip.ParseAddr(r.RemoteAddr)
-	return a
 }
 
 // isGRPC reports whether the request is a gRPC call (not gRPC-Web, which the core

@@ -352,6 +352,24 @@ func TestKeyTableBounded(t *testing.T) {
 		{"header values", fmt.Sprintf("requestsPerSecond: 1\nburst: 1\nkey: {header: X-API-Key}\nmaxKeys: %d", maxKeys),
 			func(i int) func(*http.Request) { return header("X-API-Key", "flood-"+strconv.Itoa(i)) },
 			header("X-API-Key", "hot")},
+		{"subjects", fmt.Sprintf("requestsPerSecond: 1\nburst: 1\nkey: {subject: {}}\nmaxKeys: %d", maxKeys),
+			func(i int) func(*http.Request) {
+				return identity("https://login.example.com", "user-"+strconv.Itoa(i), nil)
+			},
+			identity("https://login.example.com", "hot", nil)},
+		{"claim values", fmt.Sprintf("requestsPerSecond: 1\nburst: 1\nkey: {claim: tenant}\nmaxKeys: %d", maxKeys),
+			func(i int) func(*http.Request) {
+				return identity("https://login.example.com", "u", map[string]any{"tenant": "t-" + strconv.Itoa(i)})
+			},
+			identity("https://login.example.com", "u", map[string]any{"tenant": "hot"})},
+		{"IPv6 /64s", fmt.Sprintf("requestsPerSecond: 1\nburst: 1\nmaxKeys: %d", maxKeys),
+			func(i int) func(*http.Request) {
+				return client(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(i >> 16), 5: byte(i >> 8), 6: byte(i), 15: 1}).String())
+			}, client("2001:db8:ffff:ffff::1")},
+		{"login attempts by address", fmt.Sprintf("requestsPerSecond: 1\nburst: 1\ncountOnly: {statuses: [200]}\nmaxKeys: %d", maxKeys),
+			func(i int) func(*http.Request) {
+				return client(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String())
+			}, client("192.0.2.1")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -470,6 +488,14 @@ func BenchmarkPassThrough(b *testing.B) {
 		{"header", "requestsPerSecond: 1000\nburst: 100\nkey: {header: X-API-Key}", []func(*http.Request){header("X-API-Key", "k-0123456789abcdef")}},
 		{"header_plan", "requestsPerSecond: 1\nburst: 1\nkey: {header: X-API-Key}\nplanHeader: X-Plan\nplans:\n  gold: {requestsPerSecond: 1000, burst: 100}",
 			[]func(*http.Request){header("X-API-Key", "k-0123456789abcdef"), header("X-Plan", "gold")}},
+		{"subject", "requestsPerSecond: 1000\nburst: 100\nkey: {subject: {}}",
+			[]func(*http.Request){identity("https://login.example.com/realms/main", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", nil)}},
+		{"subject_plan_claim", "requestsPerSecond: 1\nburst: 1\nkey: {subject: {}}\nplanClaim: plan\nplans:\n  pro: {requestsPerSecond: 1000, burst: 100}",
+			[]func(*http.Request){identity("https://login.example.com/realms/main", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", map[string]any{"plan": "pro"})}},
+		{"claim", "requestsPerSecond: 1000\nburst: 100\nkey: {claim: tenant.id}",
+			[]func(*http.Request){identity("https://login.example.com", "u", map[string]any{"tenant": map[string]any{"id": "acme"}})}},
+		{"client_ipv6", "requestsPerSecond: 1000\nburst: 100", []func(*http.Request){client("2001:db8:1:2:3:4:5:6")}},
+		{"login_success", "requestsPerSecond: 1000\nburst: 100\ncountOnly: {statuses: [401]}", []func(*http.Request){client("192.0.2.1")}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

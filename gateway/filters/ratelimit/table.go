@@ -9,16 +9,21 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// key is a rate-limit key in fixed size: an IP address in its 16-byte form, or a
-// 128-bit keyed digest of a header value. Fixed size bounds the memory of an entry
-// whatever a client sends, and makes lookups allocation-free.
+// key is a rate-limit key in fixed size: an IP address (or address prefix) in its
+// 16-byte form, or a 128-bit keyed digest of a header value, a subject or a claim
+// (see digester). Fixed size bounds the memory of an entry whatever a client sends,
+// keeps secrets such as API keys out of the table, and makes lookups
+// allocation-free.
 type key [16]byte
 
 // entry is one key's token bucket and the plan it was last set to.
 type entry struct {
 	lim  *rate.Limiter
 	plan atomic.Int32
-	mu   sync.Mutex // serialises plan switches, which are rare
+	mu   sync.Mutex // serialises plan switches (rare) and countOnly reservations
+	// inflight counts countOnly attempts forwarded and not yet settled: tokens
+	// reserved, not yet taken or given back. Guarded by mu.
+	inflight int32
 }
 
 func newEntry(p int32, pl *plan) *entry {
@@ -115,20 +120,4 @@ func (t *table) len() int {
 		s.mu.Unlock()
 	}
 	return n
-}
-
-// headerKey digests a header value with two independent keyed hashes. The seeds
-// are random per snapshot, so clients cannot choose values that collide.
-type headerKey struct{ a, b maphash.Seed }
-
-func newHeaderKey() headerKey { return headerKey{maphash.MakeSeed(), maphash.MakeSeed()} }
-
-func (h headerKey) of(v string) key {
-	var k key
-	x, y := maphash.String(h.a, v), maphash.String(h.b, v)
-	for i := range 8 {
-		k[i] = byte(x >> (8 * i))
-		k[8+i] = byte(y >> (8 * i))
-	}
-	return k
 }
