@@ -30,3 +30,13 @@ func KeyIDs(f filter.Filter, issuer string) []string {
 
 // ReplayEntries is the number of jtis the replay cache holds.
 func ReplayEntries(f filter.Filter) int { return f.(*jwtFilter).replay.len() }
+
+// CachedTokens is the number of verified tokens the filter keeps; -1 when the
+// cache is off.
+func CachedTokens(f filter.Filter) int {
+	c := f.(*jwtFilter).cache
+	if c == nil {
+		return -1
+	}
+	return c.len()
+}

@@ -47,6 +47,7 @@ type jwtFilter struct {
 	leeway   time.Duration
 	strip    []string // canonical names of every claimsToHeaders header
 	replay   *replayCache
+	cache    *verifiedCache // nil: off (replay detection, or cacheVerified: false)
 	log      *slog.Logger
 	events   filter.Events
 	// challenges[r] is the WWW-Authenticate value for a refusal for reason r,
@@ -78,6 +79,13 @@ func (f *jwtFilter) Handle(w http.ResponseWriter, r *http.Request, next filter.H
 	if r0 != reasonNone {
 		return f.reject(w, r, r0, nil)
 	}
+	var sum [32]byte
+	if f.cache != nil {
+		sum = tokenSum(tok)
+		if v := f.cache.get(sum, time.Now(), f.leeway); v != nil {
+			return f.admit(w, r, v.iss, v.id, next)
+		}
+	}
 	c := &claims{ctx: r.Context()}
 	if _, err := f.parser.ParseWithClaims(tok, c, f.keyFunc); err != nil {
 		return f.reject(w, r, reasonOf(err, c), c)
@@ -88,12 +96,23 @@ func (f *jwtFilter) Handle(w http.ResponseWriter, r *http.Request, next filter.H
 		}
 	}
 	sub, _ := c.m["sub"].(string)
-	r2 := filter.WithIdentity(r, &filter.Identity{Source: "jwt", Issuer: c.iss.name, Subject: sub, Claims: c.m})
+	id := &filter.Identity{Source: "jwt", Issuer: c.iss.name, Subject: sub, Claims: c.m}
+	if f.cache != nil {
+		if exp, err := c.m.GetExpirationTime(); err == nil && exp != nil {
+			f.cache.put(sum, &verified{iss: c.iss, keys: c.keys, exp: exp.Time, id: id})
+		}
+	}
+	return f.admit(w, r, c.iss, id, next)
+}
+
+// admit passes an accepted request on with its identity and claim headers.
+func (f *jwtFilter) admit(w http.ResponseWriter, r *http.Request, iss *issuer, id *filter.Identity, next filter.Handler) error {
+	r2 := filter.WithIdentity(r, id)
 	if len(f.strip) > 0 {
 		r2.Header = r.Header.Clone()
 		f.stripHeaders(r2.Header)
-		for _, m := range c.iss.headers {
-			if s, ok := claimString(c.m[m.claim]); ok {
+		for _, m := range iss.headers {
+			if s, ok := claimString(id.Claims[m.claim]); ok {
 				r2.Header[m.header] = []string{s}
 			}
 		}
@@ -245,12 +264,15 @@ func (f *jwtFilter) key(t *gojwt.Token) (any, error) {
 	// The kid is looked up among this issuer's keys only, never another issuer's:
 	// one issuer must not be able to sign for another. jku, x5u, jwk and x5c are
 	// not read at all (RFC 8725 §3.10: they would let the token choose its key).
-	k, res := iss.src.keys.Load().lookup(c.kid, c.alg)
+	ks := iss.src.keys.Load()
+	k, res := ks.lookup(c.kid, c.alg)
 	if res == keyUnknown {
 		// The issuer may have rotated keys since the last fetch.
 		iss.src.awaitFetch(c.ctx)
-		k, res = iss.src.keys.Load().lookup(c.kid, c.alg)
+		ks = iss.src.keys.Load()
+		k, res = ks.lookup(c.kid, c.alg)
 	}
+	c.keys = ks
 	switch res {
 	case keyFound:
 	case keyMismatch:
@@ -390,6 +412,7 @@ type claims struct {
 
 	keyLooked         bool    // the key function ran (the header parsed and alg was known)
 	iss               *issuer // set once a key was found
+	keys              *keySet // the issuer's key set the key came from
 	issName, kid, alg string  // unverified, for the log line
 }
 

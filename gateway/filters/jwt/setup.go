@@ -34,6 +34,8 @@ const (
 	MaxRefreshInterval     = 24 * time.Hour
 	DefaultMaxJTIs         = 100_000
 	MaxMaxJTIs             = 10_000_000
+	DefaultMaxCachedTokens = 10_000
+	MaxMaxCachedTokens     = 1_000_000
 	DefaultRealm           = "portcullis"
 )
 
@@ -54,6 +56,13 @@ type Config struct {
 	ReplayDetection bool `yaml:"replayDetection,omitempty"`
 	// MaxJTIs bounds the replay cache. Default 100000. Only with replayDetection.
 	MaxJTIs *int `yaml:"maxJTIs,omitempty"`
+	// CacheVerified keeps tokens that passed every check (by SHA-256), so that
+	// their next uses skip the signature check; exp is still checked on every use
+	// and a key-set change empties it. Default true; always off with
+	// replayDetection.
+	CacheVerified *bool `yaml:"cacheVerified,omitempty"`
+	// MaxCachedTokens bounds that cache. Default 10000, 2 to 1000000.
+	MaxCachedTokens *int `yaml:"maxCachedTokens,omitempty"`
 	// Realm is the realm of the WWW-Authenticate challenge. Default "portcullis".
 	Realm string `yaml:"realm,omitempty"`
 }
@@ -159,6 +168,24 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	}
 	if cfg.ReplayDetection {
 		f.replay = newReplayCache(maxJTIs)
+	}
+	cacheOn := cfg.CacheVerified == nil || *cfg.CacheVerified
+	maxCached := DefaultMaxCachedTokens
+	if p := cfg.MaxCachedTokens; p != nil {
+		switch {
+		case !cacheOn:
+			fail("maxCachedTokens", "only meaningful with cacheVerified: true")
+		case *p < 2 || *p > MaxMaxCachedTokens:
+			fail("maxCachedTokens", "%d is outside 2 to %d", *p, MaxMaxCachedTokens)
+		default:
+			maxCached = *p
+		}
+	}
+	if cfg.ReplayDetection && cfg.CacheVerified != nil && *cfg.CacheVerified {
+		fail("cacheVerified", "cannot be used with replayDetection: every second use of a token is refused there")
+	}
+	if cacheOn && !cfg.ReplayDetection {
+		f.cache = newVerifiedCache(maxCached)
 	}
 	realm := DefaultRealm
 	if cfg.Realm != "" {
