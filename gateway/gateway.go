@@ -47,6 +47,8 @@ type Options struct {
 	DataDir string
 	// Logger is the process logger. Nil: JSON to stderr.
 	Logger *slog.Logger
+	// AccessLogger receives access-log records. Nil: Logger.
+	AccessLogger *slog.Logger
 	// PollInterval is how often config files are checked for changes. Zero: 2s;
 	// negative: never (reload on SIGHUP or Reload only).
 	PollInterval time.Duration
@@ -98,7 +100,7 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{
 		opts:    opts,
 		log:     log,
-		obs:     observe.New(observe.Options{Role: opts.Role, Node: host, Logger: opts.Logger}),
+		obs:     observe.New(observe.Options{Role: opts.Role, Node: host, Logger: opts.Logger, AccessLogger: opts.AccessLogger}),
 		servers: map[string]*serverEntry{},
 	}
 	if err := g.obs.Registry().Register(newStateCollector(g, opts.Role)); err != nil {

@@ -10,6 +10,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/portcullis/portcullis/gateway/observe"
 )
 
 // Demo prepares an embedded default config for a binary run without -config: it
@@ -43,7 +46,13 @@ func Main(role string, demo Demo) {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fail("-log-level: %v", err)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	hopts := &slog.HandlerOptions{Level: lv}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	// Access-log lines are batched (at most 64 KiB or 200 ms), other lines are not:
+	// docs/performance.md.
+	accessOut := observe.NewLineBuffer(os.Stderr, 64<<10, 200*time.Millisecond)
+	defer accessOut.Close()
+	accessLog := slog.New(slog.NewJSONHandler(accessOut, hopts))
 	if *cp != "" {
 		fail("-controlplane: dynamic configuration is not supported by this build yet; use -config")
 	}
@@ -71,7 +80,7 @@ func Main(role string, demo Demo) {
 		defer fmt.Fprint(os.Stderr, "")
 		fmt.Fprintln(os.Stderr, msg)
 	}
-	g, err := New(Options{Role: role, ConfigPaths: paths, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log})
+	g, err := New(Options{Role: role, ConfigPaths: paths, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log, AccessLogger: accessLog})
 	if err != nil {
 		fail("%v", err)
 	}
@@ -82,6 +91,7 @@ func Main(role string, demo Demo) {
 	defer cancel()
 	if err := g.Run(ctx); err != nil {
 		log.Error("shutdown", "err", err)
+		accessOut.Close() // os.Exit runs no deferred calls
 		os.Exit(1)
 	}
 }

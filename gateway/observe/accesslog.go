@@ -101,7 +101,7 @@ func (o *Observer) Access(rec *AccessRecord) {
 		return
 	}
 	ctx := context.Background()
-	h := o.log.Handler()
+	h := o.access.Handler()
 	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}

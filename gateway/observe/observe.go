@@ -46,6 +46,10 @@ type Options struct {
 	// should have a JSON handler, since log shippers parse these lines. Default: a
 	// JSON handler on stderr.
 	Logger *slog.Logger
+	// AccessLogger, when set, receives the access-log records instead of Logger
+	// (the proxy's binaries give it a LineBuffer, so that "all" mode does not cost a
+	// write per request). It should have the same handler options as Logger.
+	AccessLogger *slog.Logger
 	// Registry receives the metrics. Default: a new registry that also carries the
 	// Go runtime and process collectors. A caller-supplied registry gets only the
 	// gateway's own metrics: the caller decides what else it holds.
@@ -58,6 +62,7 @@ type Options struct {
 type Observer struct {
 	role, node string
 	log        *slog.Logger // carries role and node on every line
+	access     *slog.Logger // the access log: log, or Options.AccessLogger with role and node
 	reg        *prometheus.Registry
 	m          *metrics
 
@@ -109,9 +114,13 @@ func New(opts Options) *Observer {
 		role:      opts.Role,
 		node:      opts.Node,
 		log:       opts.Logger.With("role", opts.Role, "node", opts.Node),
+		access:    opts.Logger.With("role", opts.Role, "node", opts.Node),
 		reg:       opts.Registry,
 		routes:    make(map[routeKey]*RouteStats),
 		upstreams: make(map[string]*UpstreamStats),
+	}
+	if opts.AccessLogger != nil {
+		o.access = opts.AccessLogger.With("role", opts.Role, "node", opts.Node)
 	}
 	o.m = newMetrics(o.reg, o.role)
 	o.tel.Store(&telemetry{mode: accessErrors, mask: newMasker(nil)})
