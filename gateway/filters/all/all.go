@@ -13,5 +13,6 @@ import (
 	_ "github.com/portcullis/portcullis/gateway/filters/headers"   // type "headers"
 	_ "github.com/portcullis/portcullis/gateway/filters/jwt"       // type "jwt"
 	_ "github.com/portcullis/portcullis/gateway/filters/mirror"    // type "mirror"
+	_ "github.com/portcullis/portcullis/gateway/filters/oidc"      // type "oidc"
 	_ "github.com/portcullis/portcullis/gateway/filters/ratelimit" // type "ratelimit"
 )
