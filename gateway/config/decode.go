@@ -612,5 +612,12 @@ func (s *Set) ReferencedFiles() []string {
 	for _, o := range s.ExternalServices {
 		add(o.Spec.CAFile)
 	}
+	for _, o := range s.Routes {
+		for _, rule := range o.Spec.Rules {
+			for _, f := range rule.Filters {
+				add(f.Config.FileFields()...)
+			}
+		}
+	}
 	return out
 }

@@ -8,6 +8,12 @@
 // many goroutines at once, so it must not keep per-request state in itself. When the
 // snapshot is retired, filters that implement io.Closer are closed.
 //
+// Files: a config field that names a file must end in "File" (keyFile, secretFile)
+// or, for a list, in "Files" (protoFiles). The gateway finds such fields in every
+// filter config (config.Raw.FileFields) and makes the files' contents part of the
+// config's version and watches them, so that a rotated key or secret is picked up
+// by a reload like a changed config.
+//
 // It is not for: routing, upstream selection or observability; those are the core's.
 package filter
 

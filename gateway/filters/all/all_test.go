@@ -17,7 +17,7 @@ import (
 )
 
 func TestEveryFilterIsRegistered(t *testing.T) {
-	for _, typ := range []string{"cors", "fault", "headers", "jwt", "mirror", "oidc", "ratelimit"} {
+	for _, typ := range []string{"authz", "cors", "fault", "headers", "jwks", "jwt", "mirror", "oidc", "ratelimit", "tokenmint"} {
 		if _, ok := filter.Lookup(typ); !ok {
 			t.Errorf("filter type %q is not registered by package all (have %v)", typ, filter.Types())
 		}
