@@ -90,9 +90,10 @@ type Store interface {
 	// Watch streams changes under prefix strictly after revision afterRevision
 	// (usually the revision a List returned), until ctx is done.
 	Watch(ctx context.Context, prefix string, afterRevision int64) <-chan WatchResponse
-	// Lock takes a named lock shared by every process using the same store,
-	// blocking until it is held or ctx is done. The lock is released by the returned
-	// function, or automatically if this process dies (it is bound to a lease).
+	// Lock takes a named lock shared by every process using the same store (and
+	// by every caller within this one), blocking until it is held or ctx is done.
+	// The lock is released by the returned function, or automatically if this
+	// process dies or closes the store (it is bound to a lease).
 	Lock(ctx context.Context, name string) (unlock func() error, err error)
 	// Campaign blocks until this process is the leader of election name (or ctx is
 	// done), then returns a Leadership that reports its loss.
