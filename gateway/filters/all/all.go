@@ -18,4 +18,5 @@ import (
 	_ "github.com/portcullis/portcullis/gateway/filters/oidc"      // type "oidc"
 	_ "github.com/portcullis/portcullis/gateway/filters/ratelimit" // type "ratelimit"
 	_ "github.com/portcullis/portcullis/gateway/filters/tokenmint" // type "tokenmint"
+	_ "github.com/portcullis/portcullis/gateway/filters/transcode" // type "transcode"
 )
