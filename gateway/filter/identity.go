@@ -37,8 +37,9 @@ func IdentityFrom(ctx context.Context) (*Identity, bool) {
 	return id, ok && id != nil
 }
 
-// Claim returns a claim as a string, following a dotted path into nested objects
-// ("realm_access.roles" is not a string and yields false; "org.id" may be).
+// Claim returns a claim as a string, found as a ClaimPath finds it: by its own
+// name, else by a dotted path into nested objects ("realm_access.roles" is not a
+// string and yields false; "org.id" may be).
 // Strings are returned as they are, numbers in their shortest decimal form and
 // booleans as "true"/"false"; arrays and objects yield false.
 func (id *Identity) Claim(path string) (string, bool) {
@@ -97,24 +98,11 @@ func (id *Identity) Scopes() []string {
 	return id.ClaimValues("scp")
 }
 
+// lookup finds a claim as ClaimPath.Lookup does, for a path given per call
+// (NewClaimPath allocates nothing).
 func (id *Identity) lookup(path string) (any, bool) {
-	if id == nil || id.Claims == nil {
+	if id == nil {
 		return nil, false
 	}
-	if v, ok := id.Claims[path]; ok { // a claim name may itself contain dots (URIs)
-		return v, true
-	}
-	var cur any = id.Claims
-	for rest, more := path, true; more; {
-		var part string
-		part, rest, more = strings.Cut(rest, ".")
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[part]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
+	return NewClaimPath(path).Lookup(id.Claims)
 }

@@ -184,13 +184,9 @@ func (f *authz) security(r *http.Request, d decision) {
 	if f.report {
 		kind = "authz_report"
 	}
-	if f.events != nil {
-		f.events.SecurityEvent(kind, remote, b.String())
-		return
-	}
-	f.log.LogAttrs(r.Context(), slog.LevelWarn, "authz: request refused",
-		slog.String("event", "security"), slog.String("kind", kind),
-		slog.String("reason", d.reason), slog.String("remote", remote), slog.String("detail", b.String()))
+	filter.ReportSecurityEvent(r.Context(), f.events, f.log, filter.SecurityEvent{
+		Filter: Type, Kind: kind, Reason: d.reason, Remote: remote, Detail: b.String(),
+	})
 }
 
 func cut(s string, n int) string {

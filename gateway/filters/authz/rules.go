@@ -57,8 +57,7 @@ func underPrefix(base, path string) bool {
 
 // claimRule requires a claim to have one of a set of values.
 type claimRule struct {
-	name   string
-	path   []string // name split on dots, nil when it has none
+	claim  filter.ClaimPath
 	values []string
 }
 
@@ -67,7 +66,7 @@ type claimRule struct {
 // them); an array claim must contain one of them among its strings. Objects,
 // nulls and missing claims never match.
 func (c *claimRule) matches(id *filter.Identity) bool {
-	v, ok := c.lookup(id.Claims)
+	v, ok := c.claim.Lookup(id.Claims)
 	if !ok {
 		return false
 	}
@@ -98,30 +97,4 @@ func (c *claimRule) matches(id *filter.Identity) bool {
 		return contains(c.values, strconv.Itoa(t))
 	}
 	return false
-}
-
-// lookup follows the claim's path as filter.Identity does: a claim whose own name
-// has dots is found first, then the path into nested objects. The path was split
-// once, at build.
-func (c *claimRule) lookup(claims map[string]any) (any, bool) {
-	if claims == nil {
-		return nil, false
-	}
-	if v, ok := claims[c.name]; ok {
-		return v, true
-	}
-	if c.path == nil {
-		return nil, false
-	}
-	var cur any = claims
-	for _, part := range c.path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[part]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
 }

@@ -1,8 +1,6 @@
 package authz
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -89,14 +87,10 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	if err := b.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	log := b.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	f := &authz{
 		route:  b.Route,
 		events: b.Events,
-		log:    log.With("filter", Type, "route", b.Route),
+		log:    b.LoggerFor(Type),
 	}
 	var probs filter.Problems
 	fail := probs.Add
@@ -117,7 +111,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	}
 	realm := DefaultRealm
 	if cfg.Realm != "" {
-		if !quotable(cfg.Realm) {
+		if !filter.Quotable(cfg.Realm) {
 			fail("realm", "must be printable ASCII without '\"' or '\\'")
 		}
 		realm = cfg.Realm
@@ -257,11 +251,7 @@ func (f *authz) compileRequire(field string, rq *Require, ru *rule, realm string
 		if len(c.Values) == 0 {
 			fail(cf+".values", "at least one value is required")
 		}
-		cr := claimRule{name: c.Name, values: c.Values}
-		if strings.Contains(c.Name, ".") {
-			cr.path = strings.Split(c.Name, ".")
-		}
-		ru.claims = append(ru.claims, cr)
+		ru.claims = append(ru.claims, claimRule{claim: filter.NewClaimPath(c.Name), values: c.Values})
 	}
 }
 
@@ -358,17 +348,9 @@ func shadowedBy(rules []rule, j int) []string {
 	return by
 }
 
-func validMethod(m string) bool {
-	if m == "" {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !httpguts.IsTokenRune(rune(m[i])) {
-			return false
-		}
-	}
-	return true
-}
+// validMethod: a method is a token (RFC 9110 §9.1, §5.6.2), the grammar of a
+// header field name too.
+func validMethod(m string) bool { return httpguts.ValidHeaderFieldName(m) }
 
 func isStandardMethod(m string) bool {
 	switch m {
@@ -377,14 +359,4 @@ func isStandardMethod(m string) bool {
 		return true
 	}
 	return false
-}
-
-// quotable reports whether s can go inside an RFC 9110 quoted-string without escapes.
-func quotable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }

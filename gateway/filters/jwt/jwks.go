@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portcullis/portcullis/gateway/filter"
 )
 
 const (
@@ -395,27 +396,7 @@ func newClient(origin *url.URL) *http.Client {
 			if req.URL.Host != origin.Host {
 				return fmt.Errorf("redirect to another host (%s) refused", req.URL.Host)
 			}
-			return checkURI(req.URL)
+			return filter.CheckHTTPSURL(req.URL)
 		},
 	}
-}
-
-// checkURI allows https, and plain http only to a loopback IP literal (a local
-// test server or a node-local agent): a key set fetched in clear text over a
-// network could be replaced by anyone on the path, and with it every key.
-func checkURI(u *url.URL) error {
-	switch {
-	case u.Host == "" || !u.IsAbs():
-		return errors.New("must be an absolute https URL")
-	case u.User != nil:
-		return errors.New("must not carry user information")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http":
-		if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && a.Unmap().IsLoopback() {
-			return nil
-		}
-		return errors.New("must use https (plain http is allowed to loopback addresses only)")
-	}
-	return fmt.Errorf("scheme %q is not https", u.Scheme)
 }

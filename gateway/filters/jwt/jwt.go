@@ -26,7 +26,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -112,7 +111,7 @@ func (f *jwtFilter) admit(w http.ResponseWriter, r *http.Request, iss *issuer, i
 		r2.Header = r.Header.Clone()
 		f.stripHeaders(r2.Header)
 		for _, m := range iss.headers {
-			if s, ok := claimString(id.Claims[m.claim]); ok {
+			if s, ok := filter.ClaimHeaderValue(id.Claims[m.claim]); ok {
 				r2.Header[m.header] = []string{s}
 			}
 		}
@@ -186,46 +185,14 @@ func (f *jwtFilter) stripHeaders(h http.Header) {
 }
 
 // mapped reports whether a request header name is, or could be read as, one of the
-// claim headers: compared without case (a filter before this one may have written
-// a non-canonical key), and with "_" taken for "-", because CGI, WSGI, Rack and
-// PHP turn both X-User and X_User into HTTP_X_USER, so a client could otherwise
-// forge an identity header that the gateway never saw under its own name.
+// claim headers (filter.SameHeaderName: any case, "_" for "-").
 func (f *jwtFilter) mapped(name string) bool {
 	for _, h := range f.strip {
-		if sameHeader(name, h) {
+		if filter.SameHeaderName(name, h) {
 			return true
 		}
 	}
 	return false
-}
-
-// sameHeader compares header names ASCII case-insensitively, "_" equal to "-".
-func sameHeader(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if x == '_' {
-			x = '-'
-		}
-		if y == '_' {
-			y = '-'
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // key is the jwt.Keyfunc. It runs after the token is decoded and before its
@@ -309,45 +276,6 @@ func (f *jwtFilter) checkReplay(c *claims) reason {
 	return reasonNone
 }
 
-// claimString renders a claim as a header value: strings as they are, numbers and
-// booleans in JSON form, arrays of those joined with ", " (an HTTP list, RFC 9110
-// §5.6.1). Objects, nulls, and anything that would not be a valid field value
-// (control characters) or would be ambiguous (a comma inside a list element) are
-// not mapped: the header is left out rather than sent in a form the upstream
-// might misread.
-func claimString(v any) (string, bool) {
-	var s string
-	switch x := v.(type) {
-	case string:
-		s = x
-	case float64:
-		s = strconv.FormatFloat(x, 'f', -1, 64)
-	case bool:
-		s = strconv.FormatBool(x)
-	case []any:
-		parts := make([]string, 0, len(x))
-		for _, e := range x {
-			p, ok := claimString(e)
-			if !ok || strings.Contains(p, ",") {
-				return "", false
-			}
-			if _, isList := e.([]any); isList {
-				return "", false
-			}
-			parts = append(parts, p)
-		}
-		s = strings.Join(parts, ", ")
-	default:
-		return "", false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return "", false
-		}
-	}
-	return s, true
-}
-
 // reject answers a refused request. It sets the challenge on w and returns a
 // *filter.Error: the core's writeError (snapshot/serve.go) only sets its own
 // headers (Content-Type, X-Content-Type-Options, and grpc-status for gRPC) on the
@@ -359,10 +287,9 @@ func (f *jwtFilter) reject(w http.ResponseWriter, r *http.Request, why reason, c
 	return &filter.Error{Status: http.StatusUnauthorized, Reason: reasons[why].name}
 }
 
-// security reports a refusal: the reason and what the token claimed about itself
-// (issuer, kid, alg: unverified, cut short), never the token. Through the core's
-// event sink when there is one (it counts events and rate-limits their log lines,
-// since clients choose how many to cause); else on the filter's logger.
+// security reports a refusal (filter.ReportSecurityEvent): the reason and what
+// the token claimed about itself (issuer, kid, alg: unverified, cut short), never
+// the token.
 func (f *jwtFilter) security(r *http.Request, why reason, c *claims) {
 	remote := r.RemoteAddr
 	if info := proxy.InfoFrom(r.Context()); info != nil && info.ClientIP.IsValid() {
@@ -376,13 +303,9 @@ func (f *jwtFilter) security(r *http.Request, why reason, c *claims) {
 			}
 		}
 	}
-	if f.events != nil {
-		f.events.SecurityEvent("auth_failure", remote, detail)
-		return
-	}
-	f.log.LogAttrs(r.Context(), slog.LevelWarn, "jwt: request refused",
-		slog.String("event", "security"), slog.String("kind", "auth_failure"),
-		slog.String("reason", reasons[why].name), slog.String("remote", remote), slog.String("detail", detail))
+	filter.ReportSecurityEvent(r.Context(), f.events, f.log, filter.SecurityEvent{
+		Filter: Type, Kind: "auth_failure", Reason: reasons[why].name, Remote: remote, Detail: detail,
+	})
 }
 
 func cut(s string, n int) string {

@@ -1,8 +1,6 @@
 package jwt
 
 import (
-	"io"
-	"log/slog"
 	"net/textproto"
 	"net/url"
 	"slices"
@@ -108,15 +106,6 @@ func refused(alg string) string {
 	return ""
 }
 
-// reservedHeaders may not be targets of claimsToHeaders: they carry framing,
-// routing or credentials, and a claim must not be able to change any of those.
-var reservedHeaders = []string{
-	"Authorization", "Proxy-Authorization", "Cookie", "Host", "Content-Length",
-	"Content-Type", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
-	"Te", "Trailer", "Upgrade", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
-	"X-Forwarded-Proto", "Traceparent", "Tracestate",
-}
-
 // Factory decodes and checks the config and builds the filter. It reads local key
 // files and persisted key sets, and starts one background refresher per issuer; it
 // never waits on the network.
@@ -125,10 +114,6 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	if err := b.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	log := b.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	f := &jwtFilter{
 		route:    b.Route,
 		events:   b.Events,
@@ -136,7 +121,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		maxToken: DefaultMaxTokenBytes,
 		optional: cfg.Optional,
 		leeway:   DefaultLeeway,
-		log:      log.With("filter", Type, "route", b.Route),
+		log:      b.LoggerFor(Type),
 	}
 	var probs filter.Problems
 	fail := probs.Add
@@ -189,7 +174,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	}
 	realm := DefaultRealm
 	if cfg.Realm != "" {
-		if !quotable(cfg.Realm) {
+		if !filter.Quotable(cfg.Realm) {
 			fail("realm", "must be printable ASCII without '\"' or '\\'")
 		}
 		realm = cfg.Realm
@@ -258,9 +243,12 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		case ic.JWKSURI != "" && ic.JWKSFile != "":
 			fail(field, "jwksURI and jwksFile are exclusive")
 		case ic.JWKSURI != "":
+			// https, or http to loopback only: a key set fetched in clear text
+			// over a network could be replaced by anyone on the path, and with
+			// it every key.
 			u, err := url.Parse(ic.JWKSURI)
 			if err == nil {
-				err = checkURI(u)
+				err = filter.CheckHTTPSURL(u)
 			}
 			if err != nil {
 				fail(field+".jwksURI", "%v", err)
@@ -284,7 +272,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 			switch {
 			case !httpguts.ValidHeaderFieldName(m.Header):
 				fail(mf+".header", "%q is not a valid header name", m.Header)
-			case slices.Contains(reservedHeaders, h):
+			case filter.ReservedRequestHeader(h):
 				fail(mf+".header", "%s carries credentials, framing or routing and cannot be set from a claim", h)
 			case slices.ContainsFunc(iss.headers, func(c claimHeader) bool { return c.header == h }):
 				fail(mf+".header", "%s is set twice", h)
@@ -325,14 +313,4 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	)
 	f.keyFunc = f.key
 	return f, nil
-}
-
-// quotable reports whether s can go inside an RFC 9110 quoted-string without escapes.
-func quotable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }

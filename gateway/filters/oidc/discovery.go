@@ -18,6 +18,8 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/portcullis/portcullis/gateway/filter"
 )
 
 // Timing of the calls to the provider.
@@ -148,7 +150,7 @@ func (d *discovery) discover(ctx context.Context) (*provider, error) {
 		}
 		u, err := url.Parse(e[1])
 		if err == nil {
-			err = checkURI(u)
+			err = filter.CheckHTTPSURL(u)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", e[0], e[1], err)
@@ -239,7 +241,7 @@ func newClient() *http.Client {
 			if req.URL.Host != via[0].URL.Host {
 				return fmt.Errorf("redirect to another host (%s) refused", req.URL.Host)
 			}
-			return checkURI(req.URL)
+			return filter.CheckHTTPSURL(req.URL)
 		},
 	}
 }

@@ -111,7 +111,7 @@ func (f *oidcFilter) Handle(w http.ResponseWriter, r *http.Request, next filter.
 	r2.Header = r.Header.Clone()
 	f.clean(r2.Header)
 	for _, m := range f.headers {
-		if v, ok := claimString(s.claims[m.claim]); ok {
+		if v, ok := filter.ClaimHeaderValue(s.claims[m.claim]); ok {
 			r2.Header[m.header] = []string{v}
 		}
 	}
@@ -135,7 +135,7 @@ func (f *oidcFilter) clean(h http.Header) {
 	delete(h, "Authorization")
 	for k := range h {
 		for _, m := range f.headers {
-			if sameHeader(k, m.header) {
+			if filter.SameHeaderName(k, m.header) {
 				delete(h, k)
 				break
 			}
@@ -331,9 +331,8 @@ func (f *oidcFilter) refuseAs(w http.ResponseWriter, r *http.Request, name strin
 	return &filter.Error{Status: st, Reason: name}
 }
 
-// security reports one refusal: through the core's event sink when there is one
-// (it counts events and rate-limits their log lines, since clients choose how many
-// to cause); else on the filter's logger.
+// security reports one refusal (filter.ReportSecurityEvent) with the details the
+// filter chose.
 func (f *oidcFilter) security(r *http.Request, name string, detail []string) {
 	remote := r.RemoteAddr
 	if info := proxy.InfoFrom(r.Context()); info != nil && info.ClientIP.IsValid() {
@@ -343,13 +342,9 @@ func (f *oidcFilter) security(r *http.Request, name string, detail []string) {
 	for _, d := range detail {
 		msg += " " + d
 	}
-	if f.events != nil {
-		f.events.SecurityEvent("auth_failure", remote, msg)
-		return
-	}
-	f.log.LogAttrs(r.Context(), slog.LevelWarn, "oidc: request refused",
-		slog.String("event", "security"), slog.String("kind", "auth_failure"),
-		slog.String("reason", name), slog.String("remote", remote), slog.String("detail", msg))
+	filter.ReportSecurityEvent(r.Context(), f.events, f.log, filter.SecurityEvent{
+		Filter: Type, Kind: "auth_failure", Reason: name, Remote: remote, Detail: msg,
+	})
 }
 
 // refreshDetail describes a failed refresh for the log: the OAuth error code when

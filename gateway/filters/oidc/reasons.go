@@ -1,10 +1,6 @@
 package oidc
 
-import (
-	"net/http"
-	"strconv"
-	"strings"
-)
+import "net/http"
 
 // reason is why a request was refused or a login failed; reasons[r] gives its
 // name (the Reason of the *filter.Error, in access logs and metrics) and status.
@@ -85,69 +81,4 @@ func idpReason(code string) (string, int) {
 		return "oidc_idp_" + code, st
 	}
 	return reasons[reasonIdPError].name, st
-}
-
-// claimString renders a claim as a header value: strings as they are, numbers and
-// booleans in JSON form, arrays of those joined with ", " (an HTTP list, RFC 9110
-// §5.6.1). Objects, nulls, and anything that would not be a valid field value
-// (control characters) or would be ambiguous (a comma inside a list element) are
-// left out rather than sent in a form the upstream might misread. Same rules as
-// the jwt filter's, so that upstreams see one format behind either.
-func claimString(v any) (string, bool) {
-	var s string
-	switch x := v.(type) {
-	case string:
-		s = x
-	case float64:
-		s = strconv.FormatFloat(x, 'f', -1, 64)
-	case bool:
-		s = strconv.FormatBool(x)
-	case []any:
-		parts := make([]string, 0, len(x))
-		for _, e := range x {
-			if _, nested := e.([]any); nested {
-				return "", false
-			}
-			p, ok := claimString(e)
-			if !ok || strings.Contains(p, ",") {
-				return "", false
-			}
-			parts = append(parts, p)
-		}
-		s = strings.Join(parts, ", ")
-	default:
-		return "", false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return "", false
-		}
-	}
-	return s, true
-}
-
-// sameHeader compares header names ASCII case-insensitively with "_" equal to "-":
-// CGI, WSGI, Rack and PHP read X-User and X_User as the same HTTP_X_USER, so a
-// client-sent X_User must be stripped as surely as X-User.
-func sameHeader(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := fold(a[i]), fold(b[i])
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-func fold(c byte) byte {
-	switch {
-	case c == '_':
-		return '-'
-	case 'A' <= c && c <= 'Z':
-		return c + 'a' - 'A'
-	}
-	return c
 }

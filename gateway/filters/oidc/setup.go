@@ -2,12 +2,9 @@ package oidc
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/netip"
 	"net/textproto"
 	"net/url"
 	"os"
@@ -116,15 +113,6 @@ type ClaimToHeader struct {
 	Header string `yaml:"header"`
 }
 
-// reservedHeaders may not be targets of claimsToHeaders: they carry framing,
-// routing or credentials, and a claim must not be able to change any of those.
-var reservedHeaders = []string{
-	"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "Host", "Content-Length",
-	"Content-Type", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
-	"Te", "Trailer", "Upgrade", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
-	"X-Forwarded-Proto", "Traceparent", "Tracestate",
-}
-
 // Factory decodes and checks the config, reads the two secret files and builds the
 // filter. It does not touch the network: provider discovery starts with the first
 // request that needs it, so that a proxy starts while the provider is down.
@@ -133,14 +121,10 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	if err := b.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	log := b.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	f := &oidcFilter{
 		route:         b.Route,
 		events:        b.Events,
-		log:           log.With("filter", Type, "route", b.Route),
+		log:           b.LoggerFor(Type),
 		issuer:        cfg.Issuer,
 		clientID:      cfg.ClientID,
 		bearerOnly:    cfg.Mode == ModeBearerOnly,
@@ -167,7 +151,9 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	case issuerURL.RawQuery != "" || issuerURL.Fragment != "":
 		fail("issuer", "must not have a query or fragment (OpenID Connect Discovery §2)")
 	default:
-		if err := checkURI(issuerURL); err != nil {
+		// https, or http to loopback only: over a network, plain http would
+		// hand the client secret, the codes and the tokens to anyone on the path.
+		if err := filter.CheckHTTPSURL(issuerURL); err != nil {
 			fail("issuer", "%v", err)
 		}
 	}
@@ -289,7 +275,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		case !httpguts.ValidHeaderFieldName(m.Header):
 			fail(field+".header", "%q is not a valid header name", m.Header)
 			continue
-		case slices.Contains(reservedHeaders, h):
+		case filter.ReservedRequestHeader(h):
 			fail(field+".header", "%s carries credentials, framing or routing and cannot be set from a claim", h)
 			continue
 		case slices.ContainsFunc(f.headers, func(c claimHeader) bool { return c.header == h }):
@@ -361,26 +347,6 @@ func readSecret(name string) ([]byte, error) {
 	return b, nil
 }
 
-// checkURI allows https, and plain http only to a loopback IP literal (a test
-// provider or a node-local one): over a network, plain http would hand the client
-// secret, the codes and the tokens to anyone on the path.
-func checkURI(u *url.URL) error {
-	switch {
-	case u.Host == "" || !u.IsAbs():
-		return errors.New("must be an absolute https URL")
-	case u.User != nil:
-		return errors.New("must not carry user information")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http":
-		if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && a.Unmap().IsLoopback() {
-			return nil
-		}
-		return errors.New("must use https (plain http is allowed to loopback addresses only)")
-	}
-	return fmt.Errorf("scheme %q is not https", u.Scheme)
-}
-
 // checkPostLogout allows a path on the request's host or an absolute https URL.
 func checkPostLogout(p string) error {
 	if strings.HasPrefix(p, "/") {
@@ -393,7 +359,7 @@ func checkPostLogout(p string) error {
 	if err != nil {
 		return err
 	}
-	return checkURI(u)
+	return filter.CheckHTTPSURL(u)
 }
 
 // validScope: RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).

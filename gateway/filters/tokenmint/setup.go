@@ -1,7 +1,6 @@
 package tokenmint
 
 import (
-	"io"
 	"log/slog"
 	"net/textproto"
 	"os"
@@ -67,25 +66,12 @@ type Config struct {
 	Realm string `yaml:"realm,omitempty"`
 }
 
-// reservedHeaders may not carry the token: they frame, route or carry other
-// credentials, and the proxy treats some as hop-by-hop.
-var reservedHeaders = []string{
-	"Proxy-Authorization", "Cookie", "Host", "Content-Length", "Content-Type",
-	"Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
-	"Upgrade", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
-	"Traceparent", "Tracestate",
-}
-
 // Factory decodes and checks the config, loads the key file (shared with every
 // other filter naming it, see edgetoken.Load) and builds the filter.
 func Factory(b filter.Build) (filter.Filter, error) {
 	var cfg Config
 	if err := b.Config.Decode(&cfg); err != nil {
 		return nil, err
-	}
-	log := b.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	f := &minter{
 		route:          b.Route,
@@ -98,7 +84,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		bearer:         true,
 		now:            time.Now,
 		events:         b.Events,
-		log:            log.With("filter", Type, "route", b.Route),
+		log:            b.LoggerFor(Type),
 	}
 	var probs filter.Problems
 	fail := probs.Add
@@ -136,14 +122,10 @@ func Factory(b filter.Build) (filter.Filter, error) {
 			fail(field, "must not be empty")
 		case slices.Contains(edgetoken.ReservedClaims, name):
 			fail(field, "%q is set by the minter itself", name)
-		case slices.ContainsFunc(f.copyClaims, func(c claimPath) bool { return c.name == name }):
+		case slices.ContainsFunc(f.copyClaims, func(c filter.ClaimPath) bool { return c.Name() == name }):
 			fail(field, "%q is listed twice", name)
 		default:
-			c := claimPath{name: name}
-			if strings.Contains(name, ".") {
-				c.path = strings.Split(name, ".")
-			}
-			f.copyClaims = append(f.copyClaims, c)
+			f.copyClaims = append(f.copyClaims, filter.NewClaimPath(name))
 		}
 	}
 	if cfg.Header != "" {
@@ -151,7 +133,9 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		switch {
 		case !httpguts.ValidHeaderFieldName(cfg.Header):
 			fail("header", "%q is not a valid header name", cfg.Header)
-		case slices.Contains(reservedHeaders, h):
+		case h != "Authorization" && filter.ReservedRequestHeader(h):
+			// Authorization is where the token goes by default; the other reserved
+			// headers frame, route or carry other credentials.
 			fail("header", "%s frames, routes or carries other credentials and cannot carry the token", h)
 		}
 		f.header, f.bearer = h, h == "Authorization"
@@ -178,7 +162,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	}
 	realm := DefaultRealm
 	if cfg.Realm != "" {
-		if !quotable(cfg.Realm) {
+		if !filter.Quotable(cfg.Realm) {
 			fail("realm", "must be printable ASCII without '\"' or '\\'")
 		}
 		realm = cfg.Realm
@@ -213,17 +197,9 @@ func warnIfExposed(log *slog.Logger, path string) {
 	}
 }
 
-func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httpguts.IsTokenRune(rune(s[i])) {
-			return false
-		}
-	}
-	return true
-}
+// validCookieName: an RFC 6265 §4.1.1 cookie-name is a token (RFC 9110 §5.6.2),
+// the grammar of a header field name too.
+func validCookieName(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -232,9 +208,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// quotable reports whether s can go inside an RFC 9110 quoted-string without escapes.
-func quotable(s string) bool {
-	return printable(s) && !strings.ContainsAny(s, `"\`)
 }

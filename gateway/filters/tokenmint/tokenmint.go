@@ -47,7 +47,7 @@ type minter struct {
 	// requireScopes refuses a caller holding none of scopes.
 	requireScopes  bool
 	allowAnonymous bool
-	copyClaims     []claimPath
+	copyClaims     []filter.ClaimPath
 	header         string // canonical
 	bearer         bool   // the header is Authorization: its value is "Bearer <token>"
 	cookies        cookieFilter
@@ -104,11 +104,11 @@ func (f *minter) token(id *filter.Identity, mask uint64) (string, error) {
 		Scopes: f.scopes.Names(mask), TTL: f.ttl,
 	}
 	for i := range f.copyClaims {
-		if v, ok := f.copyClaims[i].lookup(id.Claims); ok {
+		if v, ok := f.copyClaims[i].Lookup(id.Claims); ok {
 			if c.Extra == nil {
 				c.Extra = make(map[string]any, len(f.copyClaims))
 			}
-			c.Extra[f.copyClaims[i].name] = v
+			c.Extra[f.copyClaims[i].Name()] = v
 		}
 	}
 	tok, err := f.signer.MintAt(c, now)
@@ -136,7 +136,7 @@ func (f *minter) cacheKey(b []byte, id *filter.Identity, mask uint64) []byte {
 	b = appendPart(b, id.Subject)
 	b = binary.LittleEndian.AppendUint64(b, mask)
 	for i := range f.copyClaims {
-		v, ok := f.copyClaims[i].lookup(id.Claims)
+		v, ok := f.copyClaims[i].Lookup(id.Claims)
 		switch s, isStr := v.(string); {
 		case !ok:
 			b = append(b, 'm')
@@ -172,7 +172,7 @@ func (f *minter) rewrite(r *http.Request, value string) *http.Request {
 	}
 	for k, vs := range h {
 		switch {
-		case sameHeader(k, "Authorization") || sameHeader(k, "Proxy-Authorization") || sameHeader(k, f.header):
+		case filter.SameHeaderName(k, "Authorization") || filter.SameHeaderName(k, "Proxy-Authorization") || filter.SameHeaderName(k, f.header):
 			delete(h, k)
 		case f.cookies.active() && strings.EqualFold(k, "Cookie"):
 			// Under any spelling of the name: a filter before this one may have
@@ -197,32 +197,6 @@ func (f *minter) rewrite(r *http.Request, value string) *http.Request {
 	return r2
 }
 
-// sameHeader compares header names ASCII case-insensitively, with "_" equal to
-// "-": CGI, WSGI, Rack and PHP read X-Edge-Token and X_Edge_Token as one header,
-// so a client could otherwise slip a forged token past under the other spelling.
-func sameHeader(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := lowerDash(a[i]), lowerDash(b[i])
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-func lowerDash(c byte) byte {
-	switch {
-	case c == '_':
-		return '-'
-	case 'A' <= c && c <= 'Z':
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
 // refuse reports a refusal and returns its error.
 func (f *minter) refuse(r *http.Request, id *filter.Identity, status int, reason string) error {
 	remote := r.RemoteAddr
@@ -233,13 +207,9 @@ func (f *minter) refuse(r *http.Request, id *filter.Identity, status int, reason
 	if id != nil {
 		detail += " issuer=" + cut(id.Issuer, 128) + " sub=" + cut(id.Subject, 128)
 	}
-	if f.events != nil {
-		f.events.SecurityEvent("tokenmint_refused", remote, detail)
-	} else {
-		f.log.LogAttrs(r.Context(), slog.LevelWarn, "tokenmint: request refused",
-			slog.String("event", "security"), slog.String("kind", "tokenmint_refused"),
-			slog.String("reason", reason), slog.String("remote", remote), slog.String("detail", detail))
-	}
+	filter.ReportSecurityEvent(r.Context(), f.events, f.log, filter.SecurityEvent{
+		Filter: Type, Kind: "tokenmint_refused", Reason: reason, Remote: remote, Detail: detail,
+	})
 	return &filter.Error{Status: status, Reason: reason}
 }
 
@@ -248,38 +218,6 @@ func cut(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// claimPath is a claim to copy: its name, which is also its name in the minted
-// token, and the name split on dots to find it in nested objects.
-type claimPath struct {
-	name string
-	path []string // nil when name has no dot
-}
-
-// lookup finds the claim as filter.Identity does: a claim whose own name has dots
-// first, then the path into nested objects.
-func (c *claimPath) lookup(claims map[string]any) (any, bool) {
-	if claims == nil {
-		return nil, false
-	}
-	if v, ok := claims[c.name]; ok {
-		return v, true
-	}
-	if c.path == nil {
-		return nil, false
-	}
-	var cur any = claims
-	for _, part := range c.path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[part]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
 }
 
 // cookieFilter removes cookies by name: exact names, and prefixes written with a
