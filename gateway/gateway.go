@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/gateway/admin"
+	"github.com/portcullis/portcullis/gateway/certs"
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/listener"
 	"github.com/portcullis/portcullis/gateway/observe"
@@ -41,6 +42,11 @@ type Options struct {
 	Role string
 	// ConfigPaths are files or directories of YAML resources (static mode).
 	ConfigPaths []string
+	// Dynamic means the config comes from Apply calls (a control plane, see
+	// gateway/cpclient) instead of files: Start loads nothing, the gateway has no
+	// listeners and is not ready until the first Apply succeeds, and Reload and
+	// SIGHUP do nothing. ConfigPaths must then be empty.
+	Dynamic bool
 	// AdminAddr is the admin listener's address. Empty: no admin listener.
 	AdminAddr string
 	// DataDir holds local state. Empty: none is kept.
@@ -71,6 +77,9 @@ type Gateway struct {
 	stamp   string   // file stamps at the last load
 	watched []string // config files and the files they name
 	admin   *admin.Server
+
+	acme         map[string]*acmeEntry            // certificate managers by listener key (acme.go)
+	acmeManagers atomic.Pointer[[]*certs.Manager] // the same, for the plain-HTTP listeners' HTTP-01 answers
 }
 
 type serverEntry struct {
@@ -85,6 +94,9 @@ func New(opts Options) (*Gateway, error) {
 	case RoleIngress, RoleEgress, RoleSidecar:
 	default:
 		return nil, fmt.Errorf("unknown role %q", opts.Role)
+	}
+	if opts.Dynamic && len(opts.ConfigPaths) > 0 {
+		return nil, errors.New("config paths were given to a gateway whose config comes from Apply (Dynamic)")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -122,6 +134,9 @@ func (g *Gateway) Start() error {
 		}
 		g.admin = a
 	}
+	if g.opts.Dynamic {
+		return nil // the first config arrives through Apply
+	}
 	if err := g.Reload(); err != nil {
 		return err
 	}
@@ -139,6 +154,9 @@ func (g *Gateway) AdminAddr() string {
 // Reload reads the config files again and applies them. An error means the new
 // config was refused and the running one is still serving.
 func (g *Gateway) Reload() error {
+	if g.opts.Dynamic {
+		return errors.New("the config comes from the control plane; there are no files to reload")
+	}
 	set, raw, err := config.LoadFiles(g.opts.ConfigPaths...)
 	if err != nil {
 		g.refused("", err)
@@ -184,7 +202,7 @@ func (g *Gateway) Apply(set *config.Set, raw []byte) error {
 		g.obs.ConfigReload("unchanged", version, nil)
 		return nil
 	}
-	next, err := snapshot.Compile(set, version, prev, snapshot.Deps{Logger: g.log, Observer: g.obs, Role: g.opts.Role, DataDir: g.opts.DataDir})
+	next, err := snapshot.Compile(set, version, prev, snapshot.Deps{Logger: g.log, Observer: g.obs, Role: g.opts.Role, DataDir: g.opts.DataDir, FromControlPlane: g.opts.Dynamic})
 	if err != nil {
 		g.refused(version, err)
 		return err
@@ -195,7 +213,11 @@ func (g *Gateway) Apply(set *config.Set, raw []byte) error {
 		g.refused(version, err)
 		return err
 	}
-	started, replaced, err := g.startListeners(next)
+	plan := g.planACME(next)
+	started, replaced, err := g.startListeners(next, plan)
+	if err == nil {
+		err = g.buildACME(next, plan, started)
+	}
 	if err != nil {
 		for _, s := range started {
 			s.Shutdown(context.Background())
@@ -206,6 +228,7 @@ func (g *Gateway) Apply(set *config.Set, raw []byte) error {
 	}
 	next.Start(prev)
 	g.current.Store(next)
+	g.commitACME(plan)
 	g.digest = version
 	for k, e := range started {
 		g.servers[k] = &serverEntry{digest: listenerDigest(next.Listeners[k]), files: tlsFilesDigest(next.Listeners[k]), srv: e}
@@ -246,7 +269,7 @@ func tlsFilesDigest(spec config.ListenerSpec) string {
 
 // startListeners starts a server for every listener that is new or whose spec
 // changed. It returns the new servers by key, and the old servers they replace.
-func (g *Gateway) startListeners(next *snapshot.Snapshot) (map[string]*listener.Server, []*listener.Server, error) {
+func (g *Gateway) startListeners(next *snapshot.Snapshot, plan *acmePlan) (map[string]*listener.Server, []*listener.Server, error) {
 	started := map[string]*listener.Server{}
 	var replaced []*listener.Server
 	var rotate []string
@@ -259,7 +282,7 @@ func (g *Gateway) startListeners(next *snapshot.Snapshot) (map[string]*listener.
 			}
 			continue
 		}
-		srv, err := listener.New(key, spec, g.handler(key), listener.Options{Logger: g.log, Events: g.obs})
+		srv, err := listener.New(key, spec, g.handler(key), g.listenerOptions(key, spec, plan))
 		if err != nil {
 			return started, nil, fmt.Errorf("listener %s: %w", key, err)
 		}
@@ -350,6 +373,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return g.Shutdown()
 		case <-hup:
+			if g.opts.Dynamic {
+				g.log.Info("SIGHUP ignored: the config comes from the control plane")
+				continue
+			}
 			g.log.Info("SIGHUP: reloading config")
 			g.Reload()
 		case <-tick:
@@ -377,6 +404,7 @@ func (g *Gateway) Shutdown() error {
 	}
 	wg.Wait()
 	g.servers = map[string]*serverEntry{}
+	g.closeACME()
 	if s := g.current.Load(); s != nil {
 		s.Close()
 	}

@@ -599,6 +599,9 @@ func (s *Set) ReferencedFiles() []string {
 				add(c.CertFile, c.KeyFile)
 			}
 			add(t.ClientCAFile)
+			if t.ACME != nil {
+				add(t.ACME.CARootFile)
+			}
 		}
 	}
 	for _, o := range s.Clusters {

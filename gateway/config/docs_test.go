@@ -171,9 +171,9 @@ func TestDeployExamplesParse(t *testing.T) {
 
 // TestDemoConfigParses checks the config the ingress writes for its demo (run
 // without -config), the first one most people see. It is a format string in
-// cmd/ingress/demo.go; its verbs are filled with placeholder paths and addresses.
+// internal/demo/demo.go; its verbs are filled with placeholder paths and addresses.
 func TestDemoConfigParses(t *testing.T) {
-	const file, name = "cmd/ingress/demo.go", "demoConfig"
+	const file, name = "internal/demo/demo.go", "demoConfig"
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, filepath.Join(root, file), nil, 0)
 	if err != nil {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
@@ -99,14 +100,103 @@ type ListenerSpec struct {
 	Paths PathPolicy `yaml:"paths,omitempty"`
 }
 
-// ListenerTLS configures TLS termination with static certificates.
+// ListenerTLS configures TLS termination: static certificates from files,
+// certificates obtained with ACME, or both. At least one of Certificates and ACME
+// is required. With both, a static certificate whose names cover the client's
+// SNI name wins, then a managed one, then the first static certificate.
 type ListenerTLS struct {
-	Certificates []CertificateFiles `yaml:"certificates"`
+	Certificates []CertificateFiles `yaml:"certificates,omitempty"`
+	// ACME obtains and renews certificates from an ACME CA (RFC 8555).
+	ACME *ACME `yaml:"acme,omitempty"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `yaml:"minVersion,omitempty"`
 	// ClientCAFile, when set, makes the listener require and verify client
 	// certificates signed by these CAs (mTLS).
 	ClientCAFile string `yaml:"clientCAFile,omitempty"`
+	// HSTS, when set, adds Strict-Transport-Security to every response sent
+	// over this listener (RFC 6797). Never sent in clear text.
+	HSTS *HSTS `yaml:"hsts,omitempty"`
+	// OCSPStapling staples OCSP responses to ACME-managed certificates when their
+	// CA runs a responder. Default true. Static certificates are served as loaded.
+	OCSPStapling *bool `yaml:"ocspStapling,omitempty"`
+}
+
+// ACME challenge types for ACME.Challenges.
+const (
+	ChallengeHTTP01    = "HTTP01"    // RFC 8555 §8.3, answered on a plain-HTTP listener
+	ChallengeTLSALPN01 = "TLSALPN01" // RFC 8737, answered on this HTTPS listener
+)
+
+// ACME obtains certificates from an ACME CA and renews them in the background.
+type ACME struct {
+	// Email is the account contact the CA may write to about expiring certificates.
+	Email string `yaml:"email,omitempty"`
+	// Directory is the CA's ACME directory URL (https). Required: there is no
+	// default CA.
+	Directory string `yaml:"directory"`
+	// CARootFile is a PEM bundle trusted for the connection to the directory, for
+	// a private CA. Default: the system roots.
+	CARootFile string `yaml:"caRootFile,omitempty"`
+	// Domains are obtained at start, in the background, and kept renewed.
+	Domains []string `yaml:"domains,omitempty"`
+	// Challenges are the validation methods offered. Default both.
+	Challenges []string `yaml:"challenges,omitempty"`
+	// OnDemand obtains a certificate during the first handshake for a name the
+	// allow-list permits.
+	OnDemand *OnDemand `yaml:"onDemand,omitempty"`
+	// Storage holds the account, keys, certificates and locks. Default: the
+	// directory "certs" under the proxy's -data directory.
+	Storage *ACMEStorage `yaml:"storage,omitempty"`
+	// RenewBefore renews a certificate at the latest when this much of its
+	// lifetime is left. Default: a third of its lifetime. The CA may ask for an
+	// earlier renewal (ACME Renewal Information).
+	RenewBefore *Duration `yaml:"renewBefore,omitempty"`
+}
+
+// OnDemand is on-demand issuance, bounded by an allow-list.
+type OnDemand struct {
+	// Allow lists exact names ("shop.example.com") and one-label wildcards
+	// ("*.example.com": a.example.com, not a.b.example.com or example.com).
+	Allow []string `yaml:"allow"`
+}
+
+// ACMEStorage is where ACME state is kept on disk.
+type ACMEStorage struct {
+	// Path is a directory. Replicas that share it coordinate issuance through
+	// lock files in it.
+	Path string `yaml:"path"`
+}
+
+// HSTS is the Strict-Transport-Security policy sent on a TLS listener.
+type HSTS struct {
+	// MaxAge is how long browsers remember to use HTTPS only, in whole seconds
+	// ("31536000s", "8760h"). Required; "0s" tells browsers to forget the policy.
+	MaxAge *Duration `yaml:"maxAge"`
+	// IncludeSubDomains applies the policy to every subdomain too.
+	IncludeSubDomains bool `yaml:"includeSubDomains,omitempty"`
+	// Preload asks for inclusion in the browsers' preload lists; it needs
+	// includeSubDomains and a maxAge of at least a year.
+	Preload bool `yaml:"preload,omitempty"`
+}
+
+// HSTSMinPreloadAge is the shortest max-age the browsers' preload lists accept.
+const HSTSMinPreloadAge = 365 * 24 * time.Hour
+
+// Header returns the Strict-Transport-Security header value (RFC 6797 §6.1);
+// max-age is in whole seconds, rounded down. Without MaxAge it is max-age=0.
+func (h HSTS) Header() string {
+	var age time.Duration
+	if h.MaxAge != nil {
+		age = h.MaxAge.D()
+	}
+	v := "max-age=" + strconv.FormatInt(int64(age/time.Second), 10)
+	if h.IncludeSubDomains {
+		v += "; includeSubDomains"
+	}
+	if h.Preload {
+		v += "; preload"
+	}
+	return v
 }
 
 // CertificateFiles is a PEM certificate chain and its private key.
@@ -293,18 +383,23 @@ const (
 	UpstreamH2C   = "H2C"   // HTTP/2 in clear text with prior knowledge (gRPC)
 )
 
-// ClusterSpec is the spec of a Cluster. Exactly one of Endpoints and DNS is set.
+// ClusterSpec is the spec of a Cluster. Exactly one of Endpoints, DNS and Registry
+// is set; beside Registry, Endpoints are the ones the control plane filled in.
 type ClusterSpec struct {
-	Endpoints        []Endpoint        `yaml:"endpoints,omitempty"`
-	DNS              *DNSDiscovery     `yaml:"dns,omitempty"`
-	Protocol         string            `yaml:"protocol,omitempty"`
-	TLS              *UpstreamTLS      `yaml:"tls,omitempty"`
-	LoadBalancer     LoadBalancer      `yaml:"loadBalancer,omitempty"`
-	HealthCheck      *HealthCheck      `yaml:"healthCheck,omitempty"`
-	OutlierDetection *OutlierDetection `yaml:"outlierDetection,omitempty"`
-	CircuitBreaker   CircuitBreaker    `yaml:"circuitBreaker,omitempty"`
-	ConnectTimeout   *Duration         `yaml:"connectTimeout,omitempty"` // default 5s
-	Pool             ConnectionPool    `yaml:"pool,omitempty"`
+	Endpoints []Endpoint    `yaml:"endpoints,omitempty"`
+	DNS       *DNSDiscovery `yaml:"dns,omitempty"`
+	// Registry takes the endpoints from the control plane's service registry: the
+	// control plane fills Endpoints with the service's healthy endpoints in every
+	// push (none: requests get 503). A proxy run from files refuses it.
+	Registry         *RegistryDiscovery `yaml:"registry,omitempty"`
+	Protocol         string             `yaml:"protocol,omitempty"`
+	TLS              *UpstreamTLS       `yaml:"tls,omitempty"`
+	LoadBalancer     LoadBalancer       `yaml:"loadBalancer,omitempty"`
+	HealthCheck      *HealthCheck       `yaml:"healthCheck,omitempty"`
+	OutlierDetection *OutlierDetection  `yaml:"outlierDetection,omitempty"`
+	CircuitBreaker   CircuitBreaker     `yaml:"circuitBreaker,omitempty"`
+	ConnectTimeout   *Duration          `yaml:"connectTimeout,omitempty"` // default 5s
+	Pool             ConnectionPool     `yaml:"pool,omitempty"`
 }
 
 // Endpoint is one upstream address with a load-balancing weight (default 1).
@@ -318,6 +413,12 @@ type DNSDiscovery struct {
 	Name            string    `yaml:"name"`
 	Port            int       `yaml:"port"`
 	RefreshInterval *Duration `yaml:"refreshInterval,omitempty"` // default 30s
+}
+
+// RegistryDiscovery names a service of the control plane's registry, in the
+// Cluster's namespace.
+type RegistryDiscovery struct {
+	Service string `yaml:"service"`
 }
 
 // UpstreamTLS originates TLS (and mTLS with CertFile/KeyFile) to the endpoints.

@@ -30,9 +30,13 @@ func Validate(s *Set) error {
 	v.unique(KindAuthorizationPolicy, s.AuthorizationPolicies)
 	v.unique(KindWorkload, s.Workloads)
 
+	plainHTTP := false // a listener that can answer ACME HTTP-01 challenges
+	for _, o := range s.Listeners {
+		plainHTTP = plainHTTP || o.Spec.Protocol == ProtocolHTTP || (o.Spec.Protocol == "" && o.Spec.TLS == nil)
+	}
 	addrs := map[string]string{}
 	for _, o := range s.Listeners {
-		v.listener(o)
+		v.listener(o, plainHTTP)
 		if prev, ok := addrs[o.Spec.Address]; ok && o.Spec.Address != "" {
 			v.fail(o.Source, o.Ref(KindListener), "spec.address", fmt.Sprintf("%s is already used by Listener %s", o.Spec.Address, prev))
 		}
@@ -113,7 +117,7 @@ func (v *validator) unique(kind string, list any) {
 	}
 }
 
-func (v *validator) listener(o *Object[ListenerSpec]) {
+func (v *validator) listener(o *Object[ListenerSpec], plainHTTP bool) {
 	ref, sp := o.Ref(KindListener), &o.Spec
 	f := func(field, msg string) { v.fail(o.Source, ref, field, msg) }
 	if err := checkHostPort(sp.Address, false); err != nil {
@@ -133,17 +137,7 @@ func (v *validator) listener(o *Object[ListenerSpec]) {
 		f("spec.protocol", fmt.Sprintf("%q is not one of HTTP, HTTPS, H2C", sp.Protocol))
 	}
 	if t := sp.TLS; t != nil {
-		if len(t.Certificates) == 0 {
-			f("spec.tls.certificates", "at least one certificate is required")
-		}
-		for i, c := range t.Certificates {
-			if c.CertFile == "" || c.KeyFile == "" {
-				f(fmt.Sprintf("spec.tls.certificates[%d]", i), "certFile and keyFile are both required")
-			}
-		}
-		if t.MinVersion != "" && t.MinVersion != "1.2" && t.MinVersion != "1.3" {
-			f("spec.tls.minVersion", fmt.Sprintf("%q is not 1.2 or 1.3", t.MinVersion))
-		}
+		listenerTLS(f, t, plainHTTP)
 	}
 	l := sp.Limits
 	for field, n := range map[string]int64{"maxConnections": int64(l.MaxConnections), "maxRequestHeaderBytes": int64(l.MaxRequestHeaderBytes),
@@ -351,8 +345,24 @@ func (v *validator) redirect(f func(string, string), p string, r *RouteRule) {
 func (v *validator) cluster(o *Object[ClusterSpec]) {
 	ref, sp := o.Ref(KindCluster), &o.Spec
 	f := func(field, msg string) { v.fail(o.Source, ref, field, msg) }
-	if (len(sp.Endpoints) == 0) == (sp.DNS == nil) {
-		f("spec", "exactly one of endpoints and dns is required")
+	// Beside registry, endpoints are the ones the control plane filled in (none
+	// is allowed: no healthy endpoint), so they do not count as a second source.
+	sources := 0
+	for _, set := range []bool{len(sp.Endpoints) > 0 && sp.Registry == nil, sp.DNS != nil, sp.Registry != nil} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		f("spec", "exactly one of endpoints, dns and registry is required")
+	}
+	if r := sp.Registry; r != nil {
+		switch {
+		case r.Service == "":
+			f("spec.registry.service", "required")
+		case !validName(r.Service):
+			f("spec.registry.service", fmt.Sprintf("%q is not a service name (a DNS label: lower-case letters, digits, '-', '.')", r.Service))
+		}
 	}
 	for i, e := range sp.Endpoints {
 		if err := checkHostPort(e.Address, true); err != nil {

@@ -132,6 +132,13 @@ func (a *acceptor) handshake(raw net.Conn) {
 	}
 	raw.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
+	if st.NegotiatedProtocol == alpnACME {
+		// A TLS-ALPN-01 validation handshake carries no application data: the
+		// CA closes after the handshake, and so do we (RFC 8737 §3).
+		tc.Close()
+		a.s.release()
+		return
+	}
 	var c net.Conn = tc
 	if st.NegotiatedProtocol != "h2" {
 		go a.s.serveH1(&tlsGuardConn{guardConn: newGuardConn(a.s, tc, false, !a.s.noScan), state: &st})

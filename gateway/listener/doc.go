@@ -1,7 +1,9 @@
 // Package listener accepts clients for every role (ingress, egress, sidecar): it
 // binds the socket (SO_REUSEPORT, so a changed listener can be rebound while the
-// old one drains), terminates TLS (static, reloadable certificates chosen by SNI;
-// mTLS with a client CA), serves HTTP/1.1, HTTP/2 over TLS (ALPN) and h2c, and
+// old one drains), terminates TLS (static, reloadable certificates and ACME-managed
+// ones from a CertificateSource, chosen by SNI; mTLS with a client CA; HSTS; the
+// ACME TLS-ALPN-01 and HTTP-01 challenge hooks), serves HTTP/1.1, HTTP/2 over TLS
+// (ALPN) and h2c, and
 // applies the edge limits of config.ListenerLimits: connections, header bytes and
 // fields, header and idle timeouts, HTTP/2 streams.
 //

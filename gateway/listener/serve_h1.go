@@ -89,7 +89,7 @@ func (s *Server) serveH1(c net.Conn) {
 		}
 		// h1 has already refused too many header lines (Options.MaxHeaders), so
 		// the count serveHTTP makes for net/http's connections is not made again.
-		s.handler.ServeHTTP(w, r)
+		s.serve(w, r)
 	}), &o)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Events gets security events. Nil: they are only logged, at Debug.
 	Events Events
+	// Certificates supplies the managed certificates of a listener whose tls has
+	// acme (see CertificateSource; SetCertificateSource can attach it later).
+	// Nil: only static certificates are served until one is attached. Ignored
+	// without acme.
+	Certificates CertificateSource
+	// Challenge answers ACME HTTP-01 validation requests on a clear-text
+	// listener: it is called before the handler for GET requests under
+	// /.well-known/acme-challenge/ and returns true when it wrote the response.
+	// Nil: such requests go to the handler like any other. Ignored on HTTPS.
+	Challenge func(http.ResponseWriter, *http.Request) bool
 }
 
 // Limits are a listener's edge limits with the defaults applied.
@@ -97,7 +108,8 @@ type Server struct {
 	log      *slog.Logger
 	events   Events
 	handler  http.Handler
-	tls      *tlsState // nil for clear text
+	tls      *tlsState                                     // nil for clear text
+	acmeHTTP func(http.ResponseWriter, *http.Request) bool // HTTP-01 answers; clear text only
 	http     *http.Server
 	noScan   bool // benchmarks only: no framing guard
 	h1       h1Conns
@@ -146,7 +158,7 @@ func New(name string, spec config.ListenerSpec, h http.Handler, opts Options) (*
 		if spec.TLS == nil {
 			return nil, errors.New("tls: required for protocol HTTPS")
 		}
-		ts, err := newTLSState(*spec.TLS)
+		ts, err := newTLSState(*spec.TLS, opts.Certificates)
 		if err != nil {
 			return nil, err
 		}
@@ -169,6 +181,9 @@ func New(name string, spec config.ListenerSpec, h http.Handler, opts Options) (*
 	case "", config.EscapedSlashesReject, config.EscapedSlashesKeep, config.EscapedSlashesDecode:
 	default:
 		return nil, fmt.Errorf("paths.escapedSlashes: %q is not one of reject, keep, decode", spec.Paths.EscapedSlashes)
+	}
+	if s.tls == nil {
+		s.acmeHTTP = opts.Challenge
 	}
 	s.limits = EffectiveLimits(l)
 	s.h1opts = s.h1Options()
@@ -310,6 +325,24 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
 		}
 		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		return
+	}
+	s.serve(w, r)
+}
+
+// acmeChallengePath is where HTTP-01 validation requests arrive (RFC 8555 §8.3).
+const acmeChallengePath = "/.well-known/acme-challenge/"
+
+// serve is the last step before the handler, for every protocol: the
+// Strict-Transport-Security header on TLS, and the answers to the CA's HTTP-01
+// validation requests on clear text, which must not depend on routing (a route
+// that redirects everything to HTTPS would otherwise swallow them).
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if v := s.hsts(); v != "" {
+		// Set before routing: a response from an upstream that carries its own
+		// Strict-Transport-Security header replaces this one.
+		w.Header().Set("Strict-Transport-Security", v)
+	} else if s.acmeHTTP != nil && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, acmeChallengePath) && s.acmeHTTP(w, r) {
 		return
 	}
 	s.handler.ServeHTTP(w, r)
