@@ -115,6 +115,11 @@ func fieldError(src config.Source, ref, field string, err error) error {
 func (s *Snapshot) newUpstream(key string, o *config.Object[config.ClusterSpec]) (*proxy.Upstream, error) {
 	ref := o.Ref(config.KindCluster)
 	sp := o.Spec
+	if sp.Registry != nil && !s.deps.FromControlPlane {
+		return nil, fieldError(o.Source, ref, "spec.registry", fmt.Errorf(
+			"registry discovery needs the control plane, which fills in the healthy endpoints of service %q in every push; "+
+				"a proxy run from files cannot resolve it (list endpoints, or use dns)", sp.Registry.Service))
+	}
 	topts := transport.Options{Protocol: sp.Protocol}
 	if sp.ConnectTimeout != nil {
 		topts.ConnectTimeout = sp.ConnectTimeout.D()

@@ -35,6 +35,11 @@ type Deps struct {
 	Role string
 	// DataDir is the proxy's local state directory, passed on to filters.
 	DataDir string
+	// FromControlPlane says the set was pushed by the control plane, which fills
+	// in the endpoints of every Cluster with registry discovery (none: no healthy
+	// endpoint, requests get 503). False for config read from files, where such a
+	// Cluster is refused: nothing would ever fill its endpoints in.
+	FromControlPlane bool
 }
 
 // Snapshot is one compiled config. Safe for concurrent use; immutable.

@@ -54,8 +54,14 @@ func (c *Cluster) configure(spec config.ClusterSpec) ([]staticEndpoint, error) {
 		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
 	}
 
-	if (len(spec.Endpoints) == 0) == (spec.DNS == nil) {
-		bad("endpoints", "exactly one of endpoints and dns is required")
+	switch {
+	case spec.Registry != nil && spec.DNS != nil:
+		bad("registry", "dns and registry are exclusive")
+	case spec.Registry != nil:
+		// Endpoints are the registry service's healthy ones, filled in by the
+		// control plane; none is allowed and means every request gets 503.
+	case (len(spec.Endpoints) == 0) == (spec.DNS == nil):
+		bad("endpoints", "exactly one of endpoints, dns and registry is required")
 	}
 	var static []staticEndpoint
 	seen := map[string]int{}
