@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portcullis/portcullis/gateway/cpclient"
 	"github.com/portcullis/portcullis/gateway/observe"
 )
 
@@ -20,15 +21,15 @@ import (
 type Demo func(dataDir string, log *slog.Logger) (paths []string, message string, stop func(), err error)
 
 // Main is the whole main function of every role's binary: the same flags for all
-// (-config, -admin, -data, -controlplane, -log-level), then Run until SIGINT/SIGTERM.
-// demo may be nil; then -config is required.
+// (-config, -admin, -data, -controlplane and its companions, -log-level), then Run
+// until SIGINT/SIGTERM. demo may be nil; then -config or -controlplane is required.
 func Main(role string, demo Demo) {
 	fs := flag.NewFlagSet(role, flag.ExitOnError)
 	var configs multiFlag
 	fs.Var(&configs, "config", "config file or directory of YAML resources (repeatable); static mode")
 	adminAddr := fs.String("admin", "127.0.0.1:9901", "admin listener address (/metrics, /healthz, /readyz, /config); empty to disable")
 	dataDir := fs.String("data", "", "directory for local state (default: a directory under the user cache dir)")
-	cp := fs.String("controlplane", "", "control plane address (reserved: not supported by this build yet)")
+	cp := addControlPlaneFlags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nPortcullis %s.\n\nFlags:\n", role, role)
@@ -53,8 +54,14 @@ func Main(role string, demo Demo) {
 	accessOut := observe.NewLineBuffer(os.Stderr, 64<<10, 200*time.Millisecond)
 	defer accessOut.Close()
 	accessLog := slog.New(slog.NewJSONHandler(accessOut, hopts))
-	if *cp != "" {
-		fail("-controlplane: dynamic configuration is not supported by this build yet; use -config")
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	cpOpts, dynamic, err := cp.options(role, configs, given)
+	if err != nil {
+		fail("%v", err)
+	}
+	if dynamic && cpOpts.TLS == nil {
+		fmt.Fprintln(os.Stderr, "WARNING: -controlplane-insecure: config and the bootstrap token travel in clear text. Never use this outside tests.")
 	}
 	if *dataDir == "" {
 		base, err := os.UserCacheDir()
@@ -67,9 +74,9 @@ func Main(role string, demo Demo) {
 		fail("-data: %v", err)
 	}
 	paths := []string(configs)
-	if len(paths) == 0 {
+	if len(paths) == 0 && !dynamic {
 		if demo == nil {
-			fail("-config is required")
+			fail("-config or -controlplane is required")
 		}
 		p, msg, stop, err := demo(*dataDir, log)
 		if err != nil {
@@ -80,7 +87,7 @@ func Main(role string, demo Demo) {
 		defer fmt.Fprint(os.Stderr, "")
 		fmt.Fprintln(os.Stderr, msg)
 	}
-	g, err := New(Options{Role: role, ConfigPaths: paths, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log, AccessLogger: accessLog})
+	g, err := New(Options{Role: role, ConfigPaths: paths, Dynamic: dynamic, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log, AccessLogger: accessLog})
 	if err != nil {
 		fail("%v", err)
 	}
@@ -89,6 +96,15 @@ func Main(role string, demo Demo) {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if dynamic {
+		cpOpts.Apply, cpOpts.DataDir, cpOpts.Logger = g.Apply, *dataDir, log
+		go func() {
+			if err := cpclient.Run(ctx, cpOpts); err != nil {
+				log.Error("control plane client", "err", err)
+				cancel()
+			}
+		}()
+	}
 	if err := g.Run(ctx); err != nil {
 		log.Error("shutdown", "err", err)
 		accessOut.Close() // os.Exit runs no deferred calls
