@@ -67,8 +67,11 @@ func (ix *Index) View() (*View, <-chan struct{}) {
 	return ix.view, ix.changed
 }
 
-// WaitRevision blocks until the index has seen revision rev (a write's result), so
-// that a caller can read its own writes, or until ctx ends.
+// WaitRevision blocks until the index has seen revision rev, or until ctx ends.
+// rev must be the revision of a write under Prefix (a resource's Put or Delete):
+// the index advances only on resource events, so waiting for the revision of a
+// write elsewhere in the store (an audit record, say) lasts until the next
+// resource write.
 func (ix *Index) WaitRevision(ctx context.Context, rev int64) (*View, error) {
 	for {
 		v, ch := ix.View()

@@ -104,42 +104,6 @@ func ParseVersion(s string) (int64, error) {
 	return v, nil
 }
 
-// Incoming is one resource of an apply request: its canonical form and the version
-// the writer expects to replace (0: none given, the write is unconditional).
-type Incoming struct {
-	Resource
-	Expect int64
-}
-
-// Decode parses documents (one or more YAML documents) with the proxies' own decoder
-// and validator, and returns each resource in canonical form. file names the input
-// in errors. A document set that a proxy would refuse is refused here with the same
-// error.
-func Decode(file string, documents []byte) ([]Incoming, *config.Set, error) {
-	set, err := config.Parse(file, documents)
-	if err != nil {
-		return nil, nil, err
-	}
-	docs := set.Documents()
-	out := make([]Incoming, 0, len(docs))
-	for _, d := range docs {
-		expect, err := ParseVersion(d.Metadata.ResourceVersion)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s %s/%s: %w", d.Kind, d.Metadata.Namespace, d.Metadata.Name, err)
-		}
-		d.Metadata.ResourceVersion = ""
-		b, err := Canonical(d)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, Incoming{
-			Resource: Resource{Kind: d.Kind, Namespace: d.Metadata.Namespace, Name: d.Metadata.Name, YAML: b},
-			Expect:   expect,
-		})
-	}
-	return out, set, nil
-}
-
 // Canonical writes one document in the form the store keeps.
 func Canonical(d config.Document) ([]byte, error) {
 	b, err := yaml.MarshalWithOptions(d, yaml.Indent(2), yaml.IndentSequence(true))
@@ -147,21 +111,6 @@ func Canonical(d config.Document) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s/%s: encoding: %w", d.Kind, d.Metadata.Namespace, d.Metadata.Name, err)
 	}
 	return b, nil
-}
-
-// WithVersion returns the resource's document with metadata.resourceVersion set,
-// as the admin API shows it.
-func WithVersion(r Resource) ([]byte, error) {
-	set, err := config.Parse(r.Ref(), r.YAML)
-	if err != nil {
-		return nil, err
-	}
-	docs := set.Documents()
-	if len(docs) != 1 {
-		return nil, fmt.Errorf("%s: stored value holds %d documents, want 1", r.Ref(), len(docs))
-	}
-	docs[0].Metadata.ResourceVersion = FormatVersion(r.Version)
-	return Canonical(docs[0])
 }
 
 // Join concatenates documents into one multi-document YAML stream.
