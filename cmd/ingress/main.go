@@ -6,6 +6,7 @@ package main
 import (
 	"github.com/portcullis/portcullis/gateway"
 	_ "github.com/portcullis/portcullis/gateway/filters/all"
+	"github.com/portcullis/portcullis/internal/demo"
 )
 
-func main() { gateway.Main(gateway.RoleIngress, demo) }
+func main() { gateway.Main(gateway.RoleIngress, demo.Files) }

@@ -1,4 +1,11 @@
-package main
+// Package demo is the embedded default that the ingress and the quickstart serve
+// when started without a config: two echo backends on loopback, a self-signed
+// certificate for localhost, and the resources that put them behind HTTPS on
+// 127.0.0.1:8443 (HTTP on 127.0.0.1:8080 redirecting there).
+//
+// It is not for production: the certificate is self-signed and the backends echo
+// what they receive.
+package demo
 
 import (
 	"crypto/ecdsa"
@@ -18,31 +25,65 @@ import (
 	"time"
 )
 
-// demo starts two demo backends on loopback, makes a self-signed certificate for
-// localhost, and writes a config that serves them over HTTPS on 127.0.0.1:8443
-// (with HTTP on 127.0.0.1:8080 redirecting there).
-func demo(dataDir string, log *slog.Logger) ([]string, string, func(), error) {
-	dir := filepath.Join(dataDir, "demo")
+// Demo is a prepared demo: its backends run until Stop.
+type Demo struct {
+	// Config is the demo's resources as YAML documents (namespace default).
+	Config []byte
+	// Backends are the echo backends' addresses.
+	Backends []string
+	Stop     func()
+}
+
+// Start starts two demo backends on loopback and makes a self-signed certificate
+// for localhost under dir; Config refers to it.
+func Start(dir string) (*Demo, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := selfSigned(certFile, keyFile); err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
+	d := &Demo{}
 	var stops []func()
-	var addrs []string
+	d.Stop = func() {
+		for _, s := range stops {
+			s()
+		}
+	}
 	for i := 1; i <= 2; i++ {
-		addr, stop, err := demoBackend(fmt.Sprintf("demo-backend-%d", i))
+		addr, stop, err := backend(fmt.Sprintf("demo-backend-%d", i))
 		if err != nil {
-			return nil, "", nil, err
+			d.Stop()
+			return nil, err
 		}
 		stops = append(stops, stop)
-		addrs = append(addrs, addr)
+		d.Backends = append(d.Backends, addr)
 	}
-	cfg := fmt.Sprintf(demoConfig, certFile, keyFile, addrs[0], addrs[1])
+	d.Config = []byte(fmt.Sprintf(demoConfig, certFile, keyFile, d.Backends[0], d.Backends[1]))
+	return d, nil
+}
+
+// Try is the list of commands that show the demo working, for a start-up message.
+const Try = `  curl -k https://localhost:8443/api/hello          # load balanced over both backends
+  curl -k --http2 -v https://localhost:8443/api/x     # HTTP/2
+  curl -i http://127.0.0.1:8080/api/hello             # 301 to https
+  curl -k https://localhost:8443/status               # direct response, no backend
+  curl -s http://127.0.0.1:9901/metrics | grep portcullis_  # metrics
+  curl -s http://127.0.0.1:9901/config                # running config, secrets redacted
+`
+
+// Files starts the demo and writes its config to a file under dataDir/demo, for a
+// proxy that reads its config from files (gateway.Demo).
+func Files(dataDir string, log *slog.Logger) ([]string, string, func(), error) {
+	dir := filepath.Join(dataDir, "demo")
+	d, err := Start(dir)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	path := filepath.Join(dir, "portcullis.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, d.Config, 0o600); err != nil {
+		d.Stop()
 		return nil, "", nil, err
 	}
 	msg := fmt.Sprintf(`
@@ -51,20 +92,10 @@ Portcullis ingress demo: two demo backends (%s, %s) behind
   http://127.0.0.1:8080   (redirects to https)
 
 Try:
-  curl -k https://localhost:8443/api/hello          # load balanced over both backends
-  curl -k --http2 -v https://localhost:8443/api/x     # HTTP/2
-  curl -i http://127.0.0.1:8080/api/hello             # 301 to https
-  curl -k https://localhost:8443/status               # direct response, no backend
-  curl -s http://127.0.0.1:9901/metrics | grep portcullis_  # metrics
-  curl -s http://127.0.0.1:9901/config                # running config, secrets redacted
-
+%s
 Config: %s (edit it: the ingress reloads on change or SIGHUP)
-`, addrs[0], addrs[1], path)
-	return []string{path}, msg, func() {
-		for _, s := range stops {
-			s()
-		}
-	}, nil
+`, d.Backends[0], d.Backends[1], Try, path)
+	return []string{path}, msg, d.Stop, nil
 }
 
 const demoConfig = `apiVersion: portcullis.dev/v1alpha1
@@ -127,8 +158,8 @@ spec:
   accessLog: all
 `
 
-// demoBackend is an echo server: it answers with what it received, as JSON.
-func demoBackend(name string) (string, func(), error) {
+// backend is an echo server: it answers with what it received, as JSON.
+func backend(name string) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
