@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +103,25 @@ func TestGatewayEndToEnd(t *testing.T) {
 	st := g.CertificateStatus()["default/websecure"]
 	if len(st.Names) != 1 || st.Names[0].State != "valid" || st.Stats.Obtained != 1 || p.Orders() != 1 {
 		t.Fatalf("status %+v, orders %d", st, p.Orders())
+	}
+	// The same, as metrics.
+	var metrics strings.Builder
+	rec := httptest.NewRecorder()
+	g.Observer().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	metrics.WriteString(rec.Body.String())
+	for _, want := range []string{
+		`portcullis_tls_certificate_state{listener="default/websecure",name="` + shop + `",role="ingress",state="valid"} 1`,
+		`portcullis_acme_certificates_total{listener="default/websecure",outcome="obtained",role="ingress"} 1`,
+	} {
+		if !strings.Contains(metrics.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	expiry := `portcullis_tls_certificate_expiry_timestamp_seconds{listener="default/websecure",name="` + shop + `",role="ingress"} `
+	_, after, _ := strings.Cut(metrics.String(), expiry)
+	value, _, _ := strings.Cut(after, "\n")
+	if v, err := strconv.ParseFloat(value, 64); err != nil || int64(v) != st.Names[0].NotAfter.Unix() {
+		t.Errorf("expiry metric %q, want %d", value, st.Names[0].NotAfter.Unix())
 	}
 
 	// Rebind the HTTPS listener (a limit changed) and change a route: the
