@@ -282,7 +282,7 @@ func TestErrors(t *testing.T) {
 	deadAddr := dead.Listener.Addr().String()
 	dead.Close()
 	a := echo(t, "a")
-	_, base, _ := start(t, listenerYAML+clusterYAML("a", a.Listener.Addr().String())+clusterYAML("dead", deadAddr)+`---
+	g, base, _ := start(t, listenerYAML+clusterYAML("a", a.Listener.Addr().String())+clusterYAML("dead", deadAddr)+`---
 `+header+`kind: Route
 metadata: {name: r}
 spec:
@@ -323,6 +323,17 @@ spec:
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.want, b)
 			}
 		})
+	}
+	// Every error the proxy answered itself is counted by its reason.
+	_, metrics := get(t, nil, mustReq(t, "GET", "http://"+g.AdminAddr()+"/metrics", nil))
+	for _, want := range []string{
+		`portcullis_local_replies_total{listener="default/pub",reason="no_route",role="ingress",route=""} 2`,
+		`portcullis_local_replies_total{listener="default/pub",reason="bad_path",role="ingress",route=""} 1`,
+		`portcullis_local_replies_total{listener="default/pub",reason="body_too_large",role="ingress",route="default/r#1"} 2`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(string(metrics), "local_replies"))
+		}
 	}
 }
 

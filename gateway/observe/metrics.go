@@ -29,6 +29,7 @@ type metrics struct {
 	configInfo *prometheus.GaugeVec   // version
 
 	securityEvents *prometheus.CounterVec // kind
+	localReplies   *prometheus.CounterVec // listener, route, reason
 	logsDropped    *prometheus.CounterVec // event
 
 	spansExported, spansFailed prometheus.Counter
@@ -79,6 +80,7 @@ func newMetrics(reg prometheus.Registerer, role string) *metrics {
 		configInfo: gauge("config_info", "1 for the version of the config that is serving.", "version"),
 
 		securityEvents: counter("security_events_total", "Security events (malformed requests, rejected framing, auth failures, ...) by kind.", "kind"),
+		localReplies:   counter("local_replies_total", "Requests the proxy answered itself with an error instead of the upstream's answer (a filter's refusal such as jwt_expired or rate_limited, no_route, upstream_timeout, ...), by listener, route and reason.", "listener", "route", "reason"),
 		logsDropped:    counter("log_records_dropped_total", "Log records not written because their rate limit was reached, by event.", "event"),
 
 		spansExported: spans.WithLabelValues(),

@@ -29,6 +29,13 @@ const (
 	maxDetail = 512
 )
 
+// LocalReply counts a request the proxy answered itself with an error, by its
+// reason (a filter's or the core's); see portcullis_local_replies_total. Reasons
+// are short fixed words chosen by code, never client input, so the series stay few.
+func (o *Observer) LocalReply(listener, route, reason string) {
+	o.m.localReplies.WithLabelValues(listener, route, reason).Inc()
+}
+
 // SecurityEvent records a request refused for a security reason: a WARN line with
 // "event":"security", the kind, the client address and a short detail, and
 // portcullis_security_events_total{kind}. detail is written as given (JSON-escaped

@@ -182,6 +182,9 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 		if status >= 500 && status != 499 {
 			h.log.Debug("request failed", "route", x.info.Route, "status", status, "reason", reason, "err", err)
 		}
+		if h.obs != nil {
+			h.obs.LocalReply(h.name, x.info.Route, reason)
+		}
 	}
 	code := x.rec.status
 	if code == 0 {
