@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/portcullis/portcullis/gateway/cpclient"
@@ -21,7 +23,7 @@ type controlPlaneFlags struct {
 
 func addControlPlaneFlags(fs *flag.FlagSet) *controlPlaneFlags {
 	return &controlPlaneFlags{
-		addr:      fs.String("controlplane", "", "control plane host:port; the config then comes from it (not with -config), with a last-known-good copy kept in -data"),
+		addr:      fs.String("controlplane", "", "control plane host:port, or several replicas' as a comma-separated list; the config then comes from it (not with -config), with a last-known-good copy kept in -data"),
 		ca:        fs.String("controlplane-ca", "", "PEM file of the CAs that sign the control plane's certificate (default: the system's roots)"),
 		insecure:  fs.Bool("controlplane-insecure", false, "connect to the control plane WITHOUT TLS; for tests only: config and token travel in clear text"),
 		tokenFile: fs.String("controlplane-token-file", "", "file holding this proxy's bootstrap token (required with -controlplane)"),
@@ -46,13 +48,11 @@ func (f *controlPlaneFlags) options(role string, configs []string, set map[strin
 	if len(configs) > 0 {
 		return cpclient.Options{}, false, errors.New("-config and -controlplane exclude each other: with -controlplane the config comes from the control plane")
 	}
-	if strings.Contains(*f.addr, "://") {
-		return cpclient.Options{}, false, fmt.Errorf("-controlplane %q: want host:port, not a URL", *f.addr)
+	addrs, err := parseControlPlaneAddrs(*f.addr)
+	if err != nil {
+		return cpclient.Options{}, false, err
 	}
-	if _, _, err := net.SplitHostPort(*f.addr); err != nil {
-		return cpclient.Options{}, false, fmt.Errorf("-controlplane %q: want host:port: %v", *f.addr, err)
-	}
-	o := cpclient.Options{Address: *f.addr, Role: role, Namespace: *f.namespace, Name: *f.name, Node: *f.node}
+	o := cpclient.Options{Addresses: addrs, Role: role, Namespace: *f.namespace, Name: *f.name, Node: *f.node}
 	if o.Name == "" {
 		return o, false, errors.New("-name is required with -controlplane (the gateway's name, or the sidecar's workload)")
 	}
@@ -94,4 +94,40 @@ func (f *controlPlaneFlags) options(role string, configs []string, set map[strin
 		return o, false, fmt.Errorf("-controlplane-token-file %s: want one token on one line", *f.tokenFile)
 	}
 	return o, true, nil
+}
+
+// parseControlPlaneAddrs splits -controlplane's comma-separated list and checks
+// that each entry is host:port with a port number, and that none repeats.
+func parseControlPlaneAddrs(list string) ([]string, error) {
+	entries := strings.Split(list, ",")
+	addrs := make([]string, 0, len(entries))
+	for i, e := range entries {
+		e = strings.TrimSpace(e)
+		// Name the entry by its position too: an empty one has no text to name.
+		where := fmt.Sprintf("-controlplane entry %d of %d", i+1, len(entries))
+		if len(entries) == 1 {
+			where = "-controlplane"
+		}
+		if e == "" {
+			return nil, fmt.Errorf("%s is empty; want host:port (several replicas: host:port,host:port)", where)
+		}
+		if strings.Contains(e, "://") {
+			return nil, fmt.Errorf("%s %q: want host:port, not a URL", where, e)
+		}
+		host, port, err := net.SplitHostPort(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: want host:port: %v", where, e, err)
+		}
+		if host == "" {
+			return nil, fmt.Errorf("%s %q: want host:port: the host is missing", where, e)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("%s %q: want host:port with a port number from 1 to 65535, not %q", where, e, port)
+		}
+		if slices.Contains(addrs, e) {
+			return nil, fmt.Errorf("%s %q is listed twice", where, e)
+		}
+		addrs = append(addrs, e)
+	}
+	return addrs, nil
 }

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,14 @@ func TestControlPlaneFlags(t *testing.T) {
 		{"with -config", []string{"-controlplane", "cp:9443", "-name", "gw", "-controlplane-token-file", token}, []string{"x.yaml"}, false, "exclude each other"},
 		{"a URL", []string{"-controlplane", "https://cp:9443", "-name", "gw"}, nil, false, "not a URL"},
 		{"no port", []string{"-controlplane", "cp", "-name", "gw"}, nil, false, "want host:port"},
+		{"a named port", []string{"-controlplane", "cp:https", "-name", "gw"}, nil, false, `-controlplane "cp:https": want host:port with a port number`},
+		{"port 0", []string{"-controlplane", "cp:0", "-name", "gw"}, nil, false, "port number from 1 to 65535"},
+		{"no host", []string{"-controlplane", ":9443", "-name", "gw"}, nil, false, "the host is missing"},
+		{"the bad entry of a list is named", []string{"-controlplane", "cp-0:9443,cp-1,cp-2:9443", "-name", "gw"}, nil, false, `-controlplane entry 2 of 3 "cp-1": want host:port`},
+		{"a URL in a list", []string{"-controlplane", "cp-0:9443, https://cp-1:9443", "-name", "gw"}, nil, false, `entry 2 of 2 "https://cp-1:9443": want host:port, not a URL`},
+		{"an empty entry", []string{"-controlplane", "cp-0:9443,", "-name", "gw"}, nil, false, "-controlplane entry 2 of 2 is empty"},
+		{"only commas", []string{"-controlplane", ",", "-name", "gw"}, nil, false, "entry 1 of 2 is empty"},
+		{"a repeated entry", []string{"-controlplane", "cp-0:9443,cp-1:9443,cp-0:9443", "-name", "gw"}, nil, false, `entry 3 of 3 "cp-0:9443" is listed twice`},
 		{"no name", []string{"-controlplane", "cp:9443", "-controlplane-token-file", token}, nil, false, "-name is required"},
 		{"no token", []string{"-controlplane", "cp:9443", "-name", "gw"}, nil, false, "-controlplane-token-file is required"},
 		{"empty token", []string{"-controlplane", "cp:9443", "-name", "gw", "-controlplane-token-file", emptyToken}, nil, false, "one token"},
@@ -64,6 +73,7 @@ func TestControlPlaneFlags(t *testing.T) {
 		{"CA and insecure", []string{"-controlplane", "cp:9443", "-name", "gw", "-controlplane-ca", ca, "-controlplane-insecure", "-controlplane-token-file", token}, nil, false, "exclude each other"},
 		{"TLS with a CA", []string{"-controlplane", "cp:9443", "-name", "gw", "-namespace", "shop", "-controlplane-ca", ca, "-controlplane-token-file", token}, nil, true, ""},
 		{"insecure", []string{"-controlplane", "127.0.0.1:9443", "-name", "gw", "-node", "n1", "-controlplane-insecure", "-controlplane-token-file", token}, nil, true, ""},
+		{"replicas", []string{"-controlplane", "cp-0:9443, cp-1:9443,[::1]:9443", "-name", "gw", "-controlplane-ca", ca, "-controlplane-token-file", token}, nil, true, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,6 +96,13 @@ func TestControlPlaneFlags(t *testing.T) {
 			}
 			if !dynamic {
 				return
+			}
+			var want []string
+			for a := range strings.SplitSeq(fs.Lookup("controlplane").Value.String(), ",") {
+				want = append(want, strings.TrimSpace(a))
+			}
+			if !slices.Equal(o.Addresses, want) {
+				t.Errorf("addresses %q; want %q, in order", o.Addresses, want)
 			}
 			if o.Token != "s3cr3t-token" || o.Role != RoleIngress || o.Name != "gw" || o.Node == "" {
 				t.Errorf("options %v (token %q); want the trimmed token, role, name and a node", o, o.Token)

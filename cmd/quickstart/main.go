@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	host, _ := os.Hostname()
 	go cpclient.Run(ctx, cpclient.Options{
-		Address: srv.GRPCAddr(), TLS: tlsConf, Token: proxyToken,
+		Addresses: []string{srv.GRPCAddr()}, TLS: tlsConf, Token: proxyToken,
 		Role: gateway.RoleIngress, Namespace: "default", Name: "demo", Node: host,
 		DataDir: ingressDir, Apply: g.Apply, Logger: log.With("component", "ingress"),
 	})

@@ -4,6 +4,8 @@
 // on disk. It is statically stable: a proxy that restarts while the control plane
 // is away starts from its last-known-good config, and a proxy never stops serving
 // because the control plane is unreachable; it reconnects forever, with backoff.
+// Given several control-plane replicas, it moves to the next one as soon as a
+// stream fails, so that losing one replica costs one quick failover.
 //
 // It is not for: compiling or swapping configs (the Apply function it is given,
 // Gateway.Apply), or the control plane's side (controlplane/push).
@@ -19,9 +21,11 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -33,8 +37,12 @@ import (
 
 // Options configure Run. Every field documents its zero value.
 type Options struct {
-	// Address is the control plane's host:port. Required.
-	Address string
+	// Addresses are the control-plane replicas' host:port, or one address in
+	// front of them all (a load balancer or DNS name). At least one is required,
+	// none empty or listed twice. The client starts at a random one, so that a
+	// fleet spreads over the replicas, and moves to the next after every failed
+	// connection or ended stream (see Run).
+	Addresses []string
 	// TLS secures the connection and checks the control plane's certificate.
 	// Nil: plain text, for tests only (logged as a warning at every start).
 	TLS *tls.Config
@@ -52,8 +60,9 @@ type Options struct {
 	Apply func(set *config.Set, raw []byte) error
 	// Logger receives connection and config events. Nil: slog.Default().
 	Logger *slog.Logger
-	// MinBackoff and MaxBackoff bound the wait between connection attempts, which
-	// doubles from MinBackoff up to MaxBackoff, with jitter. Zero: 500ms and 30s.
+	// MinBackoff and MaxBackoff bound the wait after a round in which every
+	// address failed; it doubles from MinBackoff up to MaxBackoff, with jitter.
+	// Zero: 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -63,7 +72,7 @@ func (o Options) LogValue() slog.Value {
 	if o.Token != "" {
 		tok = "set (masked)"
 	}
-	return slog.GroupValue(slog.String("address", o.Address), slog.Bool("tls", o.TLS != nil), slog.String("token", tok),
+	return slog.GroupValue(slog.Any("addresses", o.Addresses), slog.Bool("tls", o.TLS != nil), slog.String("token", tok),
 		slog.String("role", o.Role), slog.String("namespace", o.Namespace), slog.String("name", o.Name),
 		slog.String("node", o.Node), slog.String("data_dir", o.DataDir))
 }
@@ -71,8 +80,8 @@ func (o Options) LogValue() slog.Value {
 func (o *Options) check() error {
 	missing := func(field string) error { return fmt.Errorf("cpclient: Options.%s is required", field) }
 	switch {
-	case o.Address == "":
-		return missing("Address")
+	case len(o.Addresses) == 0:
+		return missing("Addresses")
 	case o.Role == "":
 		return missing("Role")
 	case o.Namespace == "":
@@ -84,6 +93,17 @@ func (o *Options) check() error {
 	case o.Apply == nil:
 		return missing("Apply")
 	}
+	seen := make(map[string]int, len(o.Addresses))
+	for i, a := range o.Addresses {
+		if a == "" {
+			return fmt.Errorf("cpclient: Options.Addresses[%d] is empty", i)
+		}
+		if j, dup := seen[a]; dup {
+			return fmt.Errorf("cpclient: Options.Addresses[%d] %q repeats Addresses[%d]", i, a, j)
+		}
+		seen[a] = i
+	}
+	o.Addresses = slices.Clone(o.Addresses) // Run keeps them; the caller may reuse its slice
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -101,6 +121,11 @@ func (o *Options) check() error {
 // noticed within about 40 s; controlplane/push.ServerOptions permits this rate.
 var keepaliveParams = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
 
+// connectParams bound one connection attempt (TCP and TLS handshakes) to 5 s. A
+// replica whose host is gone answers nothing, not even a reset; with gRPC's
+// default of 20 s the proxy would wait that long before moving to the next one.
+var connectParams = grpc.ConnectParams{Backoff: grpcbackoff.DefaultConfig, MinConnectTimeout: 5 * time.Second}
+
 type client struct {
 	o         Options
 	log       *slog.Logger
@@ -112,32 +137,60 @@ type client struct {
 // Run applies the last-known-good config, if DataDir holds one, then streams
 // configs from the control plane until ctx ends, reconnecting after every failure.
 // It returns an error only for invalid options; otherwise nil once ctx ends.
+//
+// Reconnecting goes round the addresses, starting at a random one. After a failed
+// connection or an ended stream the next address is dialled at once; only when
+// every address has failed in a row (a full round) does the client wait, for the
+// backoff of Options.MinBackoff doubling per failed round up to MaxBackoff. A
+// stream that served (it carried a config, or stayed up longer than MaxBackoff)
+// resets the backoff, and one that also lasted MinBackoff starts a new round, so
+// the replica that dies under a proxy costs it one immediate redial elsewhere.
+// A stream that is dropped sooner counts as a failure of its round: a control
+// plane that accepts streams and ends them at once cannot make the proxy spin.
 func Run(ctx context.Context, opts Options) error {
 	if err := opts.check(); err != nil {
 		return err
 	}
-	c := &client{o: opts, log: opts.Logger.With("component", "cpclient", "controlplane", opts.Address)}
+	c := &client{o: opts, log: opts.Logger.With("component", "cpclient")}
 	if opts.TLS == nil {
 		c.log.Warn("connecting to the control plane WITHOUT TLS: config and the bootstrap token travel in clear text; for tests only")
 	}
 	c.startFromLastKnownGood()
 
-	attempt := 0
+	addrs := c.o.Addresses
+	next := rand.N(len(addrs)) // so that a fleet spreads over the replicas
+	failed := 0                // attempts in a row since the last wait that failed (or served for under MinBackoff)
+	round := 0                 // full rounds in a row in which every address failed
 	for ctx.Err() == nil {
+		addr := addrs[next]
+		next = (next + 1) % len(addrs)
 		started := time.Now()
-		answered, err := c.session(ctx)
+		answered, err := c.session(ctx, addr)
 		if ctx.Err() != nil {
 			break
 		}
-		// A stream that carried a config, or stayed up a while, was a success:
-		// the next failure starts the backoff afresh.
-		if answered || time.Since(started) > c.o.MaxBackoff {
-			attempt = 0
+		lived := time.Since(started)
+		served := answered || lived > c.o.MaxBackoff
+		if served {
+			round = 0
 		}
-		delay := backoff(c.o.MinBackoff, c.o.MaxBackoff, attempt)
-		attempt++
+		if served && lived >= c.o.MinBackoff {
+			failed = 0
+		} else {
+			failed++
+		}
+		var delay time.Duration
+		if failed >= len(addrs) {
+			delay = backoff(c.o.MinBackoff, c.o.MaxBackoff, round)
+			round++
+			failed = 0
+		}
 		c.log.Warn("control plane stream ended; serving the running config and retrying",
-			"err", err, "retry_in", delay.Round(time.Millisecond), "running_version", c.running)
+			"address", addr, "err", err, "next_address", addrs[next], "retry_in", delay.Round(time.Millisecond),
+			"running_version", c.running)
+		if delay == 0 {
+			continue
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -148,7 +201,7 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// backoff is the wait before attempt n (0-based): min·2ⁿ capped at max, of which a
+// backoff is the wait after failed round n (0-based): min·2ⁿ capped at max, of which a
 // random half is taken off so that proxies restarted together do not reconnect
 // together.
 func backoff(minD, maxD time.Duration, n int) time.Duration {
@@ -185,14 +238,15 @@ func (c *client) startFromLastKnownGood() {
 	c.log.Info("serving the last-known-good config until the control plane answers", "version", version, "path", path)
 }
 
-// session runs one stream: Hello, then apply and answer every update. It reports
-// whether the control plane sent anything.
-func (c *client) session(ctx context.Context) (answered bool, err error) {
+// session runs one stream to addr: Hello, then apply and answer every update. It
+// reports whether the control plane sent anything.
+func (c *client) session(ctx context.Context, addr string) (answered bool, err error) {
 	creds := insecure.NewCredentials()
 	if c.o.TLS != nil {
 		creds = credentials.NewTLS(c.o.TLS.Clone())
 	}
-	cc, err := grpc.NewClient(c.o.Address, grpc.WithTransportCredentials(creds), grpc.WithKeepaliveParams(keepaliveParams))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithKeepaliveParams(keepaliveParams),
+		grpc.WithConnectParams(connectParams))
 	if err != nil {
 		return false, err
 	}
@@ -211,7 +265,7 @@ func (c *client) session(ctx context.Context) (answered bool, err error) {
 	if err := stream.Send(&cpv1.StreamRequest{Kind: &cpv1.StreamRequest_Hello{Hello: hello}}); err != nil {
 		return false, err
 	}
-	c.log.Info("control plane stream open", "running_version", c.running)
+	c.log.Info("control plane stream open", "address", addr, "running_version", c.running)
 	for {
 		u, err := stream.Recv()
 		if err != nil {

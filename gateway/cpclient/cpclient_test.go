@@ -69,7 +69,7 @@ func startProxy(t *testing.T, cp *pushtest.ControlPlane, node, dataDir string, l
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &proxy{g: g, cancel: cancel, done: make(chan struct{}), node: node}
-	opts := cpclient.Options{Address: cp.Addr, Token: cp.Token("ingress", "shop", "gw"),
+	opts := cpclient.Options{Addresses: []string{cp.Addr}, Token: cp.Token("ingress", "shop", "gw"),
 		Role: "ingress", Namespace: "shop", Name: "gw", Node: node, DataDir: dataDir, Apply: g.Apply,
 		Logger: log, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 	go func() {
@@ -321,7 +321,7 @@ func TestTokenIsNeverLogged(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		cpclient.Run(ctx, cpclient.Options{Address: cp.Addr, Token: token, Role: "ingress", Namespace: "shop", Name: "gw",
+		cpclient.Run(ctx, cpclient.Options{Addresses: []string{cp.Addr}, Token: token, Role: "ingress", Namespace: "shop", Name: "gw",
 			Node: "n", Apply: func(*config.Set, []byte) error { return nil }, Logger: log,
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	}()

@@ -74,7 +74,7 @@ func TestStartsFromLastKnownGoodBeforeDialling(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		// Nothing listens on this address: the config must come from the file.
-		done <- Run(ctx, Options{Address: "127.0.0.1:1", Role: "ingress", Namespace: "shop", Name: "gw", Node: "n", DataDir: dir,
+		done <- Run(ctx, Options{Addresses: []string{"127.0.0.1:1"}, Role: "ingress", Namespace: "shop", Name: "gw", Node: "n", DataDir: dir,
 			Logger: slog.New(slog.DiscardHandler), MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 			Apply: func(set *config.Set, raw []byte) error {
 				applied <- strings.TrimSpace(string(raw))
@@ -117,16 +117,18 @@ func TestBackoffGrowsToTheCapWithJitter(t *testing.T) {
 }
 
 func TestOptionsAreChecked(t *testing.T) {
-	ok := Options{Address: "a:1", Role: "ingress", Namespace: "n", Name: "g", Node: "x", Apply: func(*config.Set, []byte) error { return nil }}
-	for field, mutate := range map[string]func(*Options){
-		"Address": func(o *Options) { o.Address = "" },
-		"Node":    func(o *Options) { o.Node = "" },
-		"Apply":   func(o *Options) { o.Apply = nil },
+	ok := Options{Addresses: []string{"a:1", "b:1"}, Role: "ingress", Namespace: "n", Name: "g", Node: "x", Apply: func(*config.Set, []byte) error { return nil }}
+	for want, mutate := range map[string]func(*Options){
+		"Options.Addresses is required":           func(o *Options) { o.Addresses = nil },
+		"Options.Addresses[1] is empty":           func(o *Options) { o.Addresses = []string{"a:1", ""} },
+		`Addresses[2] "a:1" repeats Addresses[0]`: func(o *Options) { o.Addresses = []string{"a:1", "b:1", "a:1"} },
+		"Options.Node":                            func(o *Options) { o.Node = "" },
+		"Options.Apply":                           func(o *Options) { o.Apply = nil },
 	} {
 		o := ok
 		mutate(&o)
-		if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), field) {
-			t.Errorf("without %s: %v", field, err)
+		if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v; want an error saying %q", err, want)
 		}
 	}
 }
