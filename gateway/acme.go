@@ -5,12 +5,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"slices"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/portcullis/portcullis/gateway/certs"
+	"github.com/portcullis/portcullis/gateway/certs/cpstorage"
 	"github.com/portcullis/portcullis/gateway/config"
+	"github.com/portcullis/portcullis/gateway/cpclient"
 	"github.com/portcullis/portcullis/gateway/listener"
 	"github.com/portcullis/portcullis/gateway/snapshot"
 )
@@ -149,22 +154,44 @@ func (g *Gateway) buildACME(next *snapshot.Snapshot, p *acmePlan, started map[st
 
 func (g *Gateway) newManager(key string, spec config.ListenerSpec, tlsAddr, httpAddr string) (*certs.Manager, error) {
 	a := spec.TLS.ACME
-	dir := ""
+	var storage certmagic.Storage
 	switch {
+	case a.Storage != nil && a.Storage.ControlPlane:
+		if g.opts.ControlPlaneCertStorage == nil {
+			return nil, errors.New("tls.acme.storage.controlPlane: this proxy has no control plane to keep the state in " +
+				"(run it with -controlplane, or give storage.path)")
+		}
+		if g.opts.Role != RoleIngress {
+			return nil, fmt.Errorf("tls.acme.storage.controlPlane: only ingress proxies keep ACME state in the control plane; this one is %s", g.opts.Role)
+		}
+		storage = g.opts.ControlPlaneCertStorage
 	case a.Storage != nil:
-		dir = a.Storage.Path
+		storage = certs.FileStorage(a.Storage.Path)
 	case g.opts.DataDir != "":
-		dir = filepath.Join(g.opts.DataDir, "certs")
+		storage = certs.FileStorage(filepath.Join(g.opts.DataDir, "certs"))
 	default:
-		return nil, errors.New("tls.acme.storage.path: required when the proxy has no -data directory")
+		return nil, errors.New("tls.acme.storage: required when the proxy has no -data directory (a path, or controlPlane: true)")
 	}
 	return certs.New(*a, certs.Options{
-		Storage:              certs.FileStorage(dir),
+		Storage:              storage,
 		Logger:               g.log.With("listener", key),
 		HTTPChallengeAddr:    httpAddr,
 		TLSALPNChallengeAddr: tlsAddr,
 		DisableOCSPStapling:  spec.TLS.OCSPStapling != nil && !*spec.TLS.OCSPStapling,
 	})
+}
+
+// controlPlaneCertStorage is the storage of the listeners with
+// tls.acme.storage {controlPlane: true}: the control plane's CertStorage API,
+// reached as the config stream reaches it (the same addresses, TLS and
+// bootstrap token). It dials nothing until a listener uses it.
+func controlPlaneCertStorage(o cpclient.Options, log *slog.Logger) (*cpstorage.Storage, error) {
+	st, err := cpstorage.New(cpstorage.Options{Addresses: o.Addresses, TLS: o.TLS, Token: o.Token,
+		Logger: log.With("component", "acme-storage")})
+	if err != nil {
+		return nil, fmt.Errorf("the control plane's certificate storage: %w", err)
+	}
+	return st, nil
 }
 
 // discard closes the managers built for a refused config.

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/portcullis/portcullis/gateway/admin"
 	"github.com/portcullis/portcullis/gateway/certs"
 	"github.com/portcullis/portcullis/gateway/config"
@@ -51,6 +53,11 @@ type Options struct {
 	AdminAddr string
 	// DataDir holds local state. Empty: none is kept.
 	DataDir string
+	// ControlPlaneCertStorage keeps the ACME state of the listeners whose
+	// tls.acme.storage is {controlPlane: true}: gateway/certs/cpstorage over the
+	// proxy's control-plane connection. Nil: such listeners are refused, as in a
+	// proxy run from files.
+	ControlPlaneCertStorage certmagic.Storage
 	// Logger is the process logger. Nil: JSON to stderr.
 	Logger *slog.Logger
 	// AccessLogger receives access-log records. Nil: Logger.

@@ -87,7 +87,18 @@ func Main(role string, demo Demo) {
 		defer fmt.Fprint(os.Stderr, "")
 		fmt.Fprintln(os.Stderr, msg)
 	}
-	g, err := New(Options{Role: role, ConfigPaths: paths, Dynamic: dynamic, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log, AccessLogger: accessLog})
+	gopts := Options{Role: role, ConfigPaths: paths, Dynamic: dynamic, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log, AccessLogger: accessLog}
+	if dynamic {
+		// For listeners with tls.acme.storage {controlPlane: true}; it dials only
+		// once one of them needs it. Closing it releases the ACME locks it holds.
+		certStorage, err := controlPlaneCertStorage(cpOpts, log)
+		if err != nil {
+			fail("%v", err)
+		}
+		defer certStorage.Close()
+		gopts.ControlPlaneCertStorage = certStorage
+	}
+	g, err := New(gopts)
 	if err != nil {
 		fail("%v", err)
 	}

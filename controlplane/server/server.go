@@ -1,11 +1,12 @@
 // Package server assembles the control-plane daemon: it opens the store (an
 // embedded etcd member, or an etcd cluster shared by replicas), follows the
 // stored resources, and serves, over TLS, the gRPC APIs (admin Resources, config
-// push, registry) on one port and the HTTP/JSON admin API with /metrics and
-// /healthz on another. Every call is authenticated by the auth package's
-// interceptors or middleware; admin calls are authorized and audited by the admin
-// package. Replicas elect a leader through the store; the leader runs the
-// background jobs (registry health checks and any OnLeader hook).
+// push, registry, the ingress proxies' certificate storage) on one port and the
+// HTTP/JSON admin API with /metrics and /healthz on another. Every call is
+// authenticated by the auth package's interceptors or middleware; admin calls are
+// authorized and audited by the admin package. Replicas elect a leader through
+// the store; the leader runs the background jobs (registry health checks and any
+// OnLeader hook).
 //
 // Why two ports: gRPC is served by grpc-go's own HTTP/2 transport, which is what
 // keeps the proxies' long-lived push streams cheap and lets keepalive be
@@ -42,6 +43,7 @@ import (
 	"github.com/portcullis/portcullis/controlplane/admin"
 	cpv1 "github.com/portcullis/portcullis/controlplane/api/v1alpha1"
 	"github.com/portcullis/portcullis/controlplane/auth"
+	"github.com/portcullis/portcullis/controlplane/certstore"
 	"github.com/portcullis/portcullis/controlplane/push"
 	"github.com/portcullis/portcullis/controlplane/registry"
 	"github.com/portcullis/portcullis/controlplane/resources"
@@ -84,6 +86,7 @@ type Server struct {
 	registry *registry.Registry
 	push     *push.Server
 	admin    *admin.Service
+	certs    *certstore.Service
 	election *election
 
 	grpcSrv *grpc.Server
@@ -152,6 +155,11 @@ func New(ctx context.Context, opts Options) (_ *Server, err error) {
 		Leader:   func(ctx context.Context) string { return leaderName(ctx, s.st) },
 		Snapshot: snapshotter(raw),
 		Logger:   s.log.With("component", "admin"),
+	}); err != nil {
+		return nil, err
+	}
+	if s.certs, err = certstore.New(certstore.Options{
+		Store: s.st, Logger: s.log.With("component", "certstore"), Registerer: s.reg,
 	}); err != nil {
 		return nil, err
 	}
@@ -282,6 +290,7 @@ func (s *Server) listen(authn *auth.Authenticator) error {
 	cpv1.RegisterResourcesServer(s.grpcSrv, s.admin)
 	cpv1.RegisterConfigPushServer(s.grpcSrv, s.push)
 	cpv1.RegisterRegistryServer(s.grpcSrv, s.registry)
+	cpv1.RegisterCertStorageServer(s.grpcSrv, s.certs)
 	addr := s.cfg.Listen
 	if addr == "" {
 		addr = "127.0.0.1:9443"
@@ -379,6 +388,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) shutdown() {
 	if s.push != nil {
 		s.push.Close()
+	}
+	if s.certs != nil {
+		s.certs.Close() // held ACME locks are released; their proxies see the stream end
 	}
 	if s.grpcSrv != nil {
 		done := make(chan struct{})

@@ -10,7 +10,8 @@
 // The storage is what replicas share: certmagic's locks in it make two replicas
 // that want the same certificate place one order, and either replica can answer
 // the validation request of an order the other placed. FileStorage is the
-// default; any certmagic.Storage (one over the control-plane store, say) fits.
+// default; any certmagic.Storage fits, such as gateway/certs/cpstorage, which
+// keeps it in the control plane.
 //
 // It is not for choosing among certificates (gateway/listener does that, with
 // static certificates first), for static certificate files, or for DNS-01 and

@@ -144,8 +144,9 @@ type ACME struct {
 	// OnDemand obtains a certificate during the first handshake for a name the
 	// allow-list permits.
 	OnDemand *OnDemand `yaml:"onDemand,omitempty"`
-	// Storage holds the account, keys, certificates and locks. Default: the
-	// directory "certs" under the proxy's -data directory.
+	// Storage holds the account, keys, certificates and locks: a directory, or
+	// the control plane. Default: the directory "certs" under the proxy's -data
+	// directory.
 	Storage *ACMEStorage `yaml:"storage,omitempty"`
 	// RenewBefore renews a certificate at the latest when this much of its
 	// lifetime is left. Default: a third of its lifetime. The CA may ask for an
@@ -160,11 +161,17 @@ type OnDemand struct {
 	Allow []string `yaml:"allow"`
 }
 
-// ACMEStorage is where ACME state is kept on disk.
+// ACMEStorage is where ACME state is kept: exactly one of Path and
+// ControlPlane.
 type ACMEStorage struct {
 	// Path is a directory. Replicas that share it coordinate issuance through
 	// lock files in it.
-	Path string `yaml:"path"`
+	Path string `yaml:"path,omitempty"`
+	// ControlPlane keeps the state in the control plane's store, through its
+	// CertStorage API, under the namespace of the proxy's credential. Replicas
+	// coordinate issuance through the control plane's locks. Only for an
+	// ingress run with -controlplane.
+	ControlPlane bool `yaml:"controlPlane,omitempty"`
 }
 
 // HSTS is the Strict-Transport-Security policy sent on a TLS listener.

@@ -79,8 +79,13 @@ func acme(f func(field, msg string), a *ACME, plainHTTP bool) {
 			}
 		}
 	}
-	if s := a.Storage; s != nil && s.Path == "" {
-		f(p+".storage.path", "required (omit storage to use the -data directory)")
+	if s := a.Storage; s != nil {
+		switch {
+		case s.Path != "" && s.ControlPlane:
+			f(p+".storage", "path and controlPlane exclude each other: keep the state in a directory or in the control plane")
+		case s.Path == "" && !s.ControlPlane:
+			f(p+".storage", "one of path and controlPlane: true is required (omit storage to use the -data directory)")
+		}
 	}
 	if a.RenewBefore != nil && a.RenewBefore.D() <= 0 {
 		f(p+".renewBefore", "must be positive")

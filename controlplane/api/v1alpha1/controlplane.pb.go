@@ -1660,6 +1660,634 @@ func (x *LookupResponse) GetEndpoints() []*RegistryEndpoint {
 	return nil
 }
 
+type CertStoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertStoreRequest) Reset() {
+	*x = CertStoreRequest{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertStoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertStoreRequest) ProtoMessage() {}
+
+func (x *CertStoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertStoreRequest.ProtoReflect.Descriptor instead.
+func (*CertStoreRequest) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CertStoreRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CertStoreRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type CertStoreResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertStoreResponse) Reset() {
+	*x = CertStoreResponse{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertStoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertStoreResponse) ProtoMessage() {}
+
+func (x *CertStoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertStoreResponse.ProtoReflect.Descriptor instead.
+func (*CertStoreResponse) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{26}
+}
+
+type CertLoadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertLoadRequest) Reset() {
+	*x = CertLoadRequest{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertLoadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertLoadRequest) ProtoMessage() {}
+
+func (x *CertLoadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertLoadRequest.ProtoReflect.Descriptor instead.
+func (*CertLoadRequest) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CertLoadRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type CertLoadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertLoadResponse) Reset() {
+	*x = CertLoadResponse{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertLoadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertLoadResponse) ProtoMessage() {}
+
+func (x *CertLoadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertLoadResponse.ProtoReflect.Descriptor instead.
+func (*CertLoadResponse) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CertLoadResponse) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type CertDeleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertDeleteRequest) Reset() {
+	*x = CertDeleteRequest{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertDeleteRequest) ProtoMessage() {}
+
+func (x *CertDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertDeleteRequest.ProtoReflect.Descriptor instead.
+func (*CertDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CertDeleteRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type CertDeleteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertDeleteResponse) Reset() {
+	*x = CertDeleteResponse{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertDeleteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertDeleteResponse) ProtoMessage() {}
+
+func (x *CertDeleteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertDeleteResponse.ProtoReflect.Descriptor instead.
+func (*CertDeleteResponse) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{30}
+}
+
+type CertStatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertStatRequest) Reset() {
+	*x = CertStatRequest{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertStatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertStatRequest) ProtoMessage() {}
+
+func (x *CertStatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertStatRequest.ProtoReflect.Descriptor instead.
+func (*CertStatRequest) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CertStatRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// CertKeyInfo describes one key, as certmagic's KeyInfo does.
+type CertKeyInfo struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Key              string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	ModifiedUnixNano int64                  `protobuf:"varint,2,opt,name=modified_unix_nano,json=modifiedUnixNano,proto3" json:"modified_unix_nano,omitempty"` // when the value was last written; 0 for a directory
+	Size             int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`                                                   // the value's length in bytes; 0 for a directory
+	IsTerminal       bool                   `protobuf:"varint,4,opt,name=is_terminal,json=isTerminal,proto3" json:"is_terminal,omitempty"`                     // true for a file (a key with a value), false for a directory
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CertKeyInfo) Reset() {
+	*x = CertKeyInfo{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertKeyInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertKeyInfo) ProtoMessage() {}
+
+func (x *CertKeyInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertKeyInfo.ProtoReflect.Descriptor instead.
+func (*CertKeyInfo) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CertKeyInfo) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CertKeyInfo) GetModifiedUnixNano() int64 {
+	if x != nil {
+		return x.ModifiedUnixNano
+	}
+	return 0
+}
+
+func (x *CertKeyInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CertKeyInfo) GetIsTerminal() bool {
+	if x != nil {
+		return x.IsTerminal
+	}
+	return false
+}
+
+type CertListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Directory     string                 `protobuf:"bytes,1,opt,name=directory,proto3" json:"directory,omitempty"` // "" for the root
+	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertListRequest) Reset() {
+	*x = CertListRequest{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertListRequest) ProtoMessage() {}
+
+func (x *CertListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertListRequest.ProtoReflect.Descriptor instead.
+func (*CertListRequest) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CertListRequest) GetDirectory() string {
+	if x != nil {
+		return x.Directory
+	}
+	return ""
+}
+
+func (x *CertListRequest) GetRecursive() bool {
+	if x != nil {
+		return x.Recursive
+	}
+	return false
+}
+
+type CertListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"` // full keys (the directory included), sorted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertListResponse) Reset() {
+	*x = CertListResponse{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertListResponse) ProtoMessage() {}
+
+func (x *CertListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertListResponse.ProtoReflect.Descriptor instead.
+func (*CertListResponse) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CertListResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type CertLockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Step:
+	//
+	//	*CertLockRequest_Acquire
+	//	*CertLockRequest_Release
+	Step          isCertLockRequest_Step `protobuf_oneof:"step"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertLockRequest) Reset() {
+	*x = CertLockRequest{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertLockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertLockRequest) ProtoMessage() {}
+
+func (x *CertLockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertLockRequest.ProtoReflect.Descriptor instead.
+func (*CertLockRequest) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CertLockRequest) GetStep() isCertLockRequest_Step {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *CertLockRequest) GetAcquire() string {
+	if x != nil {
+		if x, ok := x.Step.(*CertLockRequest_Acquire); ok {
+			return x.Acquire
+		}
+	}
+	return ""
+}
+
+func (x *CertLockRequest) GetRelease() *CertLockRelease {
+	if x != nil {
+		if x, ok := x.Step.(*CertLockRequest_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+type isCertLockRequest_Step interface {
+	isCertLockRequest_Step()
+}
+
+type CertLockRequest_Acquire struct {
+	Acquire string `protobuf:"bytes,1,opt,name=acquire,proto3,oneof"` // first message: the lock's name
+}
+
+type CertLockRequest_Release struct {
+	Release *CertLockRelease `protobuf:"bytes,2,opt,name=release,proto3,oneof"` // later: release the lock held by this stream
+}
+
+func (*CertLockRequest_Acquire) isCertLockRequest_Step() {}
+
+func (*CertLockRequest_Release) isCertLockRequest_Step() {}
+
+type CertLockRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertLockRelease) Reset() {
+	*x = CertLockRelease{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertLockRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertLockRelease) ProtoMessage() {}
+
+func (x *CertLockRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertLockRelease.ProtoReflect.Descriptor instead.
+func (*CertLockRelease) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{36}
+}
+
+// CertLockResponse is sent once, when the lock is held.
+type CertLockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Held          bool                   `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertLockResponse) Reset() {
+	*x = CertLockResponse{}
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertLockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertLockResponse) ProtoMessage() {}
+
+func (x *CertLockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1alpha1_controlplane_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertLockResponse.ProtoReflect.Descriptor instead.
+func (*CertLockResponse) Descriptor() ([]byte, []int) {
+	return file_v1alpha1_controlplane_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CertLockResponse) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
 var File_v1alpha1_controlplane_proto protoreflect.FileDescriptor
 
 const file_v1alpha1_controlplane_proto_rawDesc = "" +
@@ -1783,7 +2411,38 @@ const file_v1alpha1_controlplane_proto_rawDesc = "" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12+\n" +
 	"\x11include_unhealthy\x18\x03 \x01(\bR\x10includeUnhealthy\"b\n" +
 	"\x0eLookupResponse\x12P\n" +
-	"\tendpoints\x18\x01 \x03(\v22.portcullis.controlplane.v1alpha1.RegistryEndpointR\tendpoints2{\n" +
+	"\tendpoints\x18\x01 \x03(\v22.portcullis.controlplane.v1alpha1.RegistryEndpointR\tendpoints\":\n" +
+	"\x10CertStoreRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x13\n" +
+	"\x11CertStoreResponse\"#\n" +
+	"\x0fCertLoadRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"(\n" +
+	"\x10CertLoadResponse\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\fR\x05value\"%\n" +
+	"\x11CertDeleteRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x14\n" +
+	"\x12CertDeleteResponse\"#\n" +
+	"\x0fCertStatRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x82\x01\n" +
+	"\vCertKeyInfo\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x12modified_unix_nano\x18\x02 \x01(\x03R\x10modifiedUnixNano\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x1f\n" +
+	"\vis_terminal\x18\x04 \x01(\bR\n" +
+	"isTerminal\"M\n" +
+	"\x0fCertListRequest\x12\x1c\n" +
+	"\tdirectory\x18\x01 \x01(\tR\tdirectory\x12\x1c\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\"&\n" +
+	"\x10CertListResponse\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\"\x84\x01\n" +
+	"\x0fCertLockRequest\x12\x1a\n" +
+	"\aacquire\x18\x01 \x01(\tH\x00R\aacquire\x12M\n" +
+	"\arelease\x18\x02 \x01(\v21.portcullis.controlplane.v1alpha1.CertLockReleaseH\x00R\areleaseB\x06\n" +
+	"\x04step\"\x11\n" +
+	"\x0fCertLockRelease\"&\n" +
+	"\x10CertLockResponse\x12\x12\n" +
+	"\x04held\x18\x01 \x01(\bR\x04held2{\n" +
 	"\n" +
 	"ConfigPush\x12m\n" +
 	"\x06Stream\x12/.portcullis.controlplane.v1alpha1.StreamRequest\x1a..portcullis.controlplane.v1alpha1.ConfigUpdate(\x010\x012\x81\x05\n" +
@@ -1798,7 +2457,14 @@ const file_v1alpha1_controlplane_proto_rawDesc = "" +
 	"\bRegister\x121.portcullis.controlplane.v1alpha1.RegisterRequest\x1a2.portcullis.controlplane.v1alpha1.RegistryEndpoint\x12w\n" +
 	"\n" +
 	"Deregister\x123.portcullis.controlplane.v1alpha1.DeregisterRequest\x1a4.portcullis.controlplane.v1alpha1.DeregisterResponse\x12k\n" +
-	"\x06Lookup\x12/.portcullis.controlplane.v1alpha1.LookupRequest\x1a0.portcullis.controlplane.v1alpha1.LookupResponseBAZ?github.com/portcullis/portcullis/controlplane/api/v1alpha1;cpv1b\x06proto3"
+	"\x06Lookup\x12/.portcullis.controlplane.v1alpha1.LookupRequest\x1a0.portcullis.controlplane.v1alpha1.LookupResponse2\xaf\x05\n" +
+	"\vCertStorage\x12p\n" +
+	"\x05Store\x122.portcullis.controlplane.v1alpha1.CertStoreRequest\x1a3.portcullis.controlplane.v1alpha1.CertStoreResponse\x12m\n" +
+	"\x04Load\x121.portcullis.controlplane.v1alpha1.CertLoadRequest\x1a2.portcullis.controlplane.v1alpha1.CertLoadResponse\x12s\n" +
+	"\x06Delete\x123.portcullis.controlplane.v1alpha1.CertDeleteRequest\x1a4.portcullis.controlplane.v1alpha1.CertDeleteResponse\x12h\n" +
+	"\x04Stat\x121.portcullis.controlplane.v1alpha1.CertStatRequest\x1a-.portcullis.controlplane.v1alpha1.CertKeyInfo\x12m\n" +
+	"\x04List\x121.portcullis.controlplane.v1alpha1.CertListRequest\x1a2.portcullis.controlplane.v1alpha1.CertListResponse\x12q\n" +
+	"\x04Lock\x121.portcullis.controlplane.v1alpha1.CertLockRequest\x1a2.portcullis.controlplane.v1alpha1.CertLockResponse(\x010\x01BAZ?github.com/portcullis/portcullis/controlplane/api/v1alpha1;cpv1b\x06proto3"
 
 var (
 	file_v1alpha1_controlplane_proto_rawDescOnce sync.Once
@@ -1812,7 +2478,7 @@ func file_v1alpha1_controlplane_proto_rawDescGZIP() []byte {
 	return file_v1alpha1_controlplane_proto_rawDescData
 }
 
-var file_v1alpha1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_v1alpha1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_v1alpha1_controlplane_proto_goTypes = []any{
 	(*StreamRequest)(nil),      // 0: portcullis.controlplane.v1alpha1.StreamRequest
 	(*Hello)(nil),              // 1: portcullis.controlplane.v1alpha1.Hello
@@ -1839,6 +2505,19 @@ var file_v1alpha1_controlplane_proto_goTypes = []any{
 	(*DeregisterResponse)(nil), // 22: portcullis.controlplane.v1alpha1.DeregisterResponse
 	(*LookupRequest)(nil),      // 23: portcullis.controlplane.v1alpha1.LookupRequest
 	(*LookupResponse)(nil),     // 24: portcullis.controlplane.v1alpha1.LookupResponse
+	(*CertStoreRequest)(nil),   // 25: portcullis.controlplane.v1alpha1.CertStoreRequest
+	(*CertStoreResponse)(nil),  // 26: portcullis.controlplane.v1alpha1.CertStoreResponse
+	(*CertLoadRequest)(nil),    // 27: portcullis.controlplane.v1alpha1.CertLoadRequest
+	(*CertLoadResponse)(nil),   // 28: portcullis.controlplane.v1alpha1.CertLoadResponse
+	(*CertDeleteRequest)(nil),  // 29: portcullis.controlplane.v1alpha1.CertDeleteRequest
+	(*CertDeleteResponse)(nil), // 30: portcullis.controlplane.v1alpha1.CertDeleteResponse
+	(*CertStatRequest)(nil),    // 31: portcullis.controlplane.v1alpha1.CertStatRequest
+	(*CertKeyInfo)(nil),        // 32: portcullis.controlplane.v1alpha1.CertKeyInfo
+	(*CertListRequest)(nil),    // 33: portcullis.controlplane.v1alpha1.CertListRequest
+	(*CertListResponse)(nil),   // 34: portcullis.controlplane.v1alpha1.CertListResponse
+	(*CertLockRequest)(nil),    // 35: portcullis.controlplane.v1alpha1.CertLockRequest
+	(*CertLockRelease)(nil),    // 36: portcullis.controlplane.v1alpha1.CertLockRelease
+	(*CertLockResponse)(nil),   // 37: portcullis.controlplane.v1alpha1.CertLockResponse
 }
 var file_v1alpha1_controlplane_proto_depIdxs = []int32{
 	1,  // 0: portcullis.controlplane.v1alpha1.StreamRequest.hello:type_name -> portcullis.controlplane.v1alpha1.Hello
@@ -1848,31 +2527,44 @@ var file_v1alpha1_controlplane_proto_depIdxs = []int32{
 	14, // 4: portcullis.controlplane.v1alpha1.StatusResponse.proxies:type_name -> portcullis.controlplane.v1alpha1.ProxyStatus
 	17, // 5: portcullis.controlplane.v1alpha1.AuditResponse.entries:type_name -> portcullis.controlplane.v1alpha1.AuditEntry
 	20, // 6: portcullis.controlplane.v1alpha1.LookupResponse.endpoints:type_name -> portcullis.controlplane.v1alpha1.RegistryEndpoint
-	0,  // 7: portcullis.controlplane.v1alpha1.ConfigPush.Stream:input_type -> portcullis.controlplane.v1alpha1.StreamRequest
-	5,  // 8: portcullis.controlplane.v1alpha1.Resources.Apply:input_type -> portcullis.controlplane.v1alpha1.ApplyRequest
-	8,  // 9: portcullis.controlplane.v1alpha1.Resources.Get:input_type -> portcullis.controlplane.v1alpha1.GetRequest
-	9,  // 10: portcullis.controlplane.v1alpha1.Resources.List:input_type -> portcullis.controlplane.v1alpha1.ListRequest
-	11, // 11: portcullis.controlplane.v1alpha1.Resources.Delete:input_type -> portcullis.controlplane.v1alpha1.DeleteRequest
-	13, // 12: portcullis.controlplane.v1alpha1.Resources.Status:input_type -> portcullis.controlplane.v1alpha1.StatusRequest
-	16, // 13: portcullis.controlplane.v1alpha1.Resources.Audit:input_type -> portcullis.controlplane.v1alpha1.AuditRequest
-	19, // 14: portcullis.controlplane.v1alpha1.Registry.Register:input_type -> portcullis.controlplane.v1alpha1.RegisterRequest
-	21, // 15: portcullis.controlplane.v1alpha1.Registry.Deregister:input_type -> portcullis.controlplane.v1alpha1.DeregisterRequest
-	23, // 16: portcullis.controlplane.v1alpha1.Registry.Lookup:input_type -> portcullis.controlplane.v1alpha1.LookupRequest
-	3,  // 17: portcullis.controlplane.v1alpha1.ConfigPush.Stream:output_type -> portcullis.controlplane.v1alpha1.ConfigUpdate
-	6,  // 18: portcullis.controlplane.v1alpha1.Resources.Apply:output_type -> portcullis.controlplane.v1alpha1.ApplyResponse
-	4,  // 19: portcullis.controlplane.v1alpha1.Resources.Get:output_type -> portcullis.controlplane.v1alpha1.Resource
-	10, // 20: portcullis.controlplane.v1alpha1.Resources.List:output_type -> portcullis.controlplane.v1alpha1.ListResponse
-	12, // 21: portcullis.controlplane.v1alpha1.Resources.Delete:output_type -> portcullis.controlplane.v1alpha1.DeleteResponse
-	15, // 22: portcullis.controlplane.v1alpha1.Resources.Status:output_type -> portcullis.controlplane.v1alpha1.StatusResponse
-	18, // 23: portcullis.controlplane.v1alpha1.Resources.Audit:output_type -> portcullis.controlplane.v1alpha1.AuditResponse
-	20, // 24: portcullis.controlplane.v1alpha1.Registry.Register:output_type -> portcullis.controlplane.v1alpha1.RegistryEndpoint
-	22, // 25: portcullis.controlplane.v1alpha1.Registry.Deregister:output_type -> portcullis.controlplane.v1alpha1.DeregisterResponse
-	24, // 26: portcullis.controlplane.v1alpha1.Registry.Lookup:output_type -> portcullis.controlplane.v1alpha1.LookupResponse
-	17, // [17:27] is the sub-list for method output_type
-	7,  // [7:17] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	36, // 7: portcullis.controlplane.v1alpha1.CertLockRequest.release:type_name -> portcullis.controlplane.v1alpha1.CertLockRelease
+	0,  // 8: portcullis.controlplane.v1alpha1.ConfigPush.Stream:input_type -> portcullis.controlplane.v1alpha1.StreamRequest
+	5,  // 9: portcullis.controlplane.v1alpha1.Resources.Apply:input_type -> portcullis.controlplane.v1alpha1.ApplyRequest
+	8,  // 10: portcullis.controlplane.v1alpha1.Resources.Get:input_type -> portcullis.controlplane.v1alpha1.GetRequest
+	9,  // 11: portcullis.controlplane.v1alpha1.Resources.List:input_type -> portcullis.controlplane.v1alpha1.ListRequest
+	11, // 12: portcullis.controlplane.v1alpha1.Resources.Delete:input_type -> portcullis.controlplane.v1alpha1.DeleteRequest
+	13, // 13: portcullis.controlplane.v1alpha1.Resources.Status:input_type -> portcullis.controlplane.v1alpha1.StatusRequest
+	16, // 14: portcullis.controlplane.v1alpha1.Resources.Audit:input_type -> portcullis.controlplane.v1alpha1.AuditRequest
+	19, // 15: portcullis.controlplane.v1alpha1.Registry.Register:input_type -> portcullis.controlplane.v1alpha1.RegisterRequest
+	21, // 16: portcullis.controlplane.v1alpha1.Registry.Deregister:input_type -> portcullis.controlplane.v1alpha1.DeregisterRequest
+	23, // 17: portcullis.controlplane.v1alpha1.Registry.Lookup:input_type -> portcullis.controlplane.v1alpha1.LookupRequest
+	25, // 18: portcullis.controlplane.v1alpha1.CertStorage.Store:input_type -> portcullis.controlplane.v1alpha1.CertStoreRequest
+	27, // 19: portcullis.controlplane.v1alpha1.CertStorage.Load:input_type -> portcullis.controlplane.v1alpha1.CertLoadRequest
+	29, // 20: portcullis.controlplane.v1alpha1.CertStorage.Delete:input_type -> portcullis.controlplane.v1alpha1.CertDeleteRequest
+	31, // 21: portcullis.controlplane.v1alpha1.CertStorage.Stat:input_type -> portcullis.controlplane.v1alpha1.CertStatRequest
+	33, // 22: portcullis.controlplane.v1alpha1.CertStorage.List:input_type -> portcullis.controlplane.v1alpha1.CertListRequest
+	35, // 23: portcullis.controlplane.v1alpha1.CertStorage.Lock:input_type -> portcullis.controlplane.v1alpha1.CertLockRequest
+	3,  // 24: portcullis.controlplane.v1alpha1.ConfigPush.Stream:output_type -> portcullis.controlplane.v1alpha1.ConfigUpdate
+	6,  // 25: portcullis.controlplane.v1alpha1.Resources.Apply:output_type -> portcullis.controlplane.v1alpha1.ApplyResponse
+	4,  // 26: portcullis.controlplane.v1alpha1.Resources.Get:output_type -> portcullis.controlplane.v1alpha1.Resource
+	10, // 27: portcullis.controlplane.v1alpha1.Resources.List:output_type -> portcullis.controlplane.v1alpha1.ListResponse
+	12, // 28: portcullis.controlplane.v1alpha1.Resources.Delete:output_type -> portcullis.controlplane.v1alpha1.DeleteResponse
+	15, // 29: portcullis.controlplane.v1alpha1.Resources.Status:output_type -> portcullis.controlplane.v1alpha1.StatusResponse
+	18, // 30: portcullis.controlplane.v1alpha1.Resources.Audit:output_type -> portcullis.controlplane.v1alpha1.AuditResponse
+	20, // 31: portcullis.controlplane.v1alpha1.Registry.Register:output_type -> portcullis.controlplane.v1alpha1.RegistryEndpoint
+	22, // 32: portcullis.controlplane.v1alpha1.Registry.Deregister:output_type -> portcullis.controlplane.v1alpha1.DeregisterResponse
+	24, // 33: portcullis.controlplane.v1alpha1.Registry.Lookup:output_type -> portcullis.controlplane.v1alpha1.LookupResponse
+	26, // 34: portcullis.controlplane.v1alpha1.CertStorage.Store:output_type -> portcullis.controlplane.v1alpha1.CertStoreResponse
+	28, // 35: portcullis.controlplane.v1alpha1.CertStorage.Load:output_type -> portcullis.controlplane.v1alpha1.CertLoadResponse
+	30, // 36: portcullis.controlplane.v1alpha1.CertStorage.Delete:output_type -> portcullis.controlplane.v1alpha1.CertDeleteResponse
+	32, // 37: portcullis.controlplane.v1alpha1.CertStorage.Stat:output_type -> portcullis.controlplane.v1alpha1.CertKeyInfo
+	34, // 38: portcullis.controlplane.v1alpha1.CertStorage.List:output_type -> portcullis.controlplane.v1alpha1.CertListResponse
+	37, // 39: portcullis.controlplane.v1alpha1.CertStorage.Lock:output_type -> portcullis.controlplane.v1alpha1.CertLockResponse
+	24, // [24:40] is the sub-list for method output_type
+	8,  // [8:24] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_v1alpha1_controlplane_proto_init() }
@@ -1884,15 +2576,19 @@ func file_v1alpha1_controlplane_proto_init() {
 		(*StreamRequest_Hello)(nil),
 		(*StreamRequest_Ack)(nil),
 	}
+	file_v1alpha1_controlplane_proto_msgTypes[35].OneofWrappers = []any{
+		(*CertLockRequest_Acquire)(nil),
+		(*CertLockRequest_Release)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1alpha1_controlplane_proto_rawDesc), len(file_v1alpha1_controlplane_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   38,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_v1alpha1_controlplane_proto_goTypes,
 		DependencyIndexes: file_v1alpha1_controlplane_proto_depIdxs,

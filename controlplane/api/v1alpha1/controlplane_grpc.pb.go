@@ -619,3 +619,342 @@ var Registry_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "v1alpha1/controlplane.proto",
 }
+
+const (
+	CertStorage_Store_FullMethodName  = "/portcullis.controlplane.v1alpha1.CertStorage/Store"
+	CertStorage_Load_FullMethodName   = "/portcullis.controlplane.v1alpha1.CertStorage/Load"
+	CertStorage_Delete_FullMethodName = "/portcullis.controlplane.v1alpha1.CertStorage/Delete"
+	CertStorage_Stat_FullMethodName   = "/portcullis.controlplane.v1alpha1.CertStorage/Stat"
+	CertStorage_List_FullMethodName   = "/portcullis.controlplane.v1alpha1.CertStorage/List"
+	CertStorage_Lock_FullMethodName   = "/portcullis.controlplane.v1alpha1.CertStorage/Lock"
+)
+
+// CertStorageClient is the client API for CertStorage service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// CertStorage keeps the ACME state of ingress proxies (accounts, private keys,
+// certificates, OCSP staples) and their issuance locks in the control plane's
+// store, so that the replicas of an ingress share certificates and place one
+// order per name without a shared disk. It is certmagic's Storage interface over
+// the wire: keys are "/"-separated paths, directories are implicit.
+//
+// Only proxies whose credential is bound to role "ingress" may call it. Each
+// namespace has a key space of its own, chosen by the namespace the caller's
+// credential is bound to (never by the request): an ingress of one namespace can
+// neither read nor lock what an ingress of another keeps.
+type CertStorageClient interface {
+	// Store writes value at key, replacing any value there.
+	Store(ctx context.Context, in *CertStoreRequest, opts ...grpc.CallOption) (*CertStoreResponse, error)
+	// Load returns the value at key; NOT_FOUND when there is none.
+	Load(ctx context.Context, in *CertLoadRequest, opts ...grpc.CallOption) (*CertLoadResponse, error)
+	// Delete removes key and, when key is also a directory, everything below it.
+	// A missing key is not an error.
+	Delete(ctx context.Context, in *CertDeleteRequest, opts ...grpc.CallOption) (*CertDeleteResponse, error)
+	// Stat describes key (a file or a directory); NOT_FOUND when it is neither.
+	Stat(ctx context.Context, in *CertStatRequest, opts ...grpc.CallOption) (*CertKeyInfo, error)
+	// List returns the keys below a directory ("" for the root): its direct
+	// children, or, with recursive, every file and directory at any depth.
+	// NOT_FOUND when the directory does not exist.
+	List(ctx context.Context, in *CertListRequest, opts ...grpc.CallOption) (*CertListResponse, error)
+	// Lock holds one named lock for as long as the stream stays open. The caller
+	// sends acquire first; the control plane answers held once the lock is taken
+	// (the wait may be long: another replica may be talking to the CA). The caller
+	// then sends release (or half-closes), and the control plane releases the lock
+	// and ends the stream with OK. A stream that ends any other way (the proxy
+	// died, its connection dropped, the replica shut down) releases the lock too:
+	// a lock never outlives the connection of the proxy that holds it.
+	Lock(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CertLockRequest, CertLockResponse], error)
+}
+
+type certStorageClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCertStorageClient(cc grpc.ClientConnInterface) CertStorageClient {
+	return &certStorageClient{cc}
+}
+
+func (c *certStorageClient) Store(ctx context.Context, in *CertStoreRequest, opts ...grpc.CallOption) (*CertStoreResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertStoreResponse)
+	err := c.cc.Invoke(ctx, CertStorage_Store_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certStorageClient) Load(ctx context.Context, in *CertLoadRequest, opts ...grpc.CallOption) (*CertLoadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertLoadResponse)
+	err := c.cc.Invoke(ctx, CertStorage_Load_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certStorageClient) Delete(ctx context.Context, in *CertDeleteRequest, opts ...grpc.CallOption) (*CertDeleteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertDeleteResponse)
+	err := c.cc.Invoke(ctx, CertStorage_Delete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certStorageClient) Stat(ctx context.Context, in *CertStatRequest, opts ...grpc.CallOption) (*CertKeyInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertKeyInfo)
+	err := c.cc.Invoke(ctx, CertStorage_Stat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certStorageClient) List(ctx context.Context, in *CertListRequest, opts ...grpc.CallOption) (*CertListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertListResponse)
+	err := c.cc.Invoke(ctx, CertStorage_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certStorageClient) Lock(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CertLockRequest, CertLockResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CertStorage_ServiceDesc.Streams[0], CertStorage_Lock_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CertLockRequest, CertLockResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CertStorage_LockClient = grpc.BidiStreamingClient[CertLockRequest, CertLockResponse]
+
+// CertStorageServer is the server API for CertStorage service.
+// All implementations must embed UnimplementedCertStorageServer
+// for forward compatibility.
+//
+// CertStorage keeps the ACME state of ingress proxies (accounts, private keys,
+// certificates, OCSP staples) and their issuance locks in the control plane's
+// store, so that the replicas of an ingress share certificates and place one
+// order per name without a shared disk. It is certmagic's Storage interface over
+// the wire: keys are "/"-separated paths, directories are implicit.
+//
+// Only proxies whose credential is bound to role "ingress" may call it. Each
+// namespace has a key space of its own, chosen by the namespace the caller's
+// credential is bound to (never by the request): an ingress of one namespace can
+// neither read nor lock what an ingress of another keeps.
+type CertStorageServer interface {
+	// Store writes value at key, replacing any value there.
+	Store(context.Context, *CertStoreRequest) (*CertStoreResponse, error)
+	// Load returns the value at key; NOT_FOUND when there is none.
+	Load(context.Context, *CertLoadRequest) (*CertLoadResponse, error)
+	// Delete removes key and, when key is also a directory, everything below it.
+	// A missing key is not an error.
+	Delete(context.Context, *CertDeleteRequest) (*CertDeleteResponse, error)
+	// Stat describes key (a file or a directory); NOT_FOUND when it is neither.
+	Stat(context.Context, *CertStatRequest) (*CertKeyInfo, error)
+	// List returns the keys below a directory ("" for the root): its direct
+	// children, or, with recursive, every file and directory at any depth.
+	// NOT_FOUND when the directory does not exist.
+	List(context.Context, *CertListRequest) (*CertListResponse, error)
+	// Lock holds one named lock for as long as the stream stays open. The caller
+	// sends acquire first; the control plane answers held once the lock is taken
+	// (the wait may be long: another replica may be talking to the CA). The caller
+	// then sends release (or half-closes), and the control plane releases the lock
+	// and ends the stream with OK. A stream that ends any other way (the proxy
+	// died, its connection dropped, the replica shut down) releases the lock too:
+	// a lock never outlives the connection of the proxy that holds it.
+	Lock(grpc.BidiStreamingServer[CertLockRequest, CertLockResponse]) error
+	mustEmbedUnimplementedCertStorageServer()
+}
+
+// UnimplementedCertStorageServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCertStorageServer struct{}
+
+func (UnimplementedCertStorageServer) Store(context.Context, *CertStoreRequest) (*CertStoreResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Store not implemented")
+}
+func (UnimplementedCertStorageServer) Load(context.Context, *CertLoadRequest) (*CertLoadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Load not implemented")
+}
+func (UnimplementedCertStorageServer) Delete(context.Context, *CertDeleteRequest) (*CertDeleteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedCertStorageServer) Stat(context.Context, *CertStatRequest) (*CertKeyInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Stat not implemented")
+}
+func (UnimplementedCertStorageServer) List(context.Context, *CertListRequest) (*CertListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedCertStorageServer) Lock(grpc.BidiStreamingServer[CertLockRequest, CertLockResponse]) error {
+	return status.Error(codes.Unimplemented, "method Lock not implemented")
+}
+func (UnimplementedCertStorageServer) mustEmbedUnimplementedCertStorageServer() {}
+func (UnimplementedCertStorageServer) testEmbeddedByValue()                     {}
+
+// UnsafeCertStorageServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CertStorageServer will
+// result in compilation errors.
+type UnsafeCertStorageServer interface {
+	mustEmbedUnimplementedCertStorageServer()
+}
+
+func RegisterCertStorageServer(s grpc.ServiceRegistrar, srv CertStorageServer) {
+	// If the following call panics, it indicates UnimplementedCertStorageServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CertStorage_ServiceDesc, srv)
+}
+
+func _CertStorage_Store_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertStoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertStorageServer).Store(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertStorage_Store_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertStorageServer).Store(ctx, req.(*CertStoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertStorage_Load_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertLoadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertStorageServer).Load(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertStorage_Load_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertStorageServer).Load(ctx, req.(*CertLoadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertStorage_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertStorageServer).Delete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertStorage_Delete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertStorageServer).Delete(ctx, req.(*CertDeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertStorage_Stat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertStatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertStorageServer).Stat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertStorage_Stat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertStorageServer).Stat(ctx, req.(*CertStatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertStorage_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertStorageServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertStorage_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertStorageServer).List(ctx, req.(*CertListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertStorage_Lock_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CertStorageServer).Lock(&grpc.GenericServerStream[CertLockRequest, CertLockResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CertStorage_LockServer = grpc.BidiStreamingServer[CertLockRequest, CertLockResponse]
+
+// CertStorage_ServiceDesc is the grpc.ServiceDesc for CertStorage service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CertStorage_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.controlplane.v1alpha1.CertStorage",
+	HandlerType: (*CertStorageServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Store",
+			Handler:    _CertStorage_Store_Handler,
+		},
+		{
+			MethodName: "Load",
+			Handler:    _CertStorage_Load_Handler,
+		},
+		{
+			MethodName: "Delete",
+			Handler:    _CertStorage_Delete_Handler,
+		},
+		{
+			MethodName: "Stat",
+			Handler:    _CertStorage_Stat_Handler,
+		},
+		{
+			MethodName: "List",
+			Handler:    _CertStorage_List_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Lock",
+			Handler:       _CertStorage_Lock_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "v1alpha1/controlplane.proto",
+}

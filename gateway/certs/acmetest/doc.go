@@ -8,10 +8,4 @@
 //
 // It is for tests only; its functions take a testing.TB and stop what they start
 // at the end of the test.
-//
-// The files that use Pebble (here and the Pebble tests of gateway/certs) carry
-// the build tag "pebble" for as long as go.mod and go.sum lack
-// github.com/letsencrypt/challtestsrv, which Pebble's validation authority
-// imports; with it listed, the tag lines are to be removed so that every test
-// run includes them. Until then: go test -tags pebble ./gateway/certs/...
 package acmetest
