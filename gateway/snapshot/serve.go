@@ -195,12 +195,19 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 		stats.Done(code, dur, r.ContentLength, x.rec.bytes)
 	}
 	if h.obs != nil && h.obs.AccessEnabled(code) {
+		// Request headers go into the record of a failed request only: they are
+		// what one needs to see why it failed, and on every line of "all" mode
+		// they cost more than the rest of the record (docs/performance.md).
+		var headers http.Header
+		if code >= 400 || x.info.Reason != "" {
+			headers = r.Header
+		}
 		h.obs.Access(&observe.AccessRecord{
 			Time: x.info.Start, Remote: x.info.ClientIP.String(), Method: r.Method, Host: r.Host,
 			Path: r.URL.RequestURI(), Proto: r.Proto, Status: code, BytesIn: max(r.ContentLength, 0),
 			BytesOut: x.rec.bytes, Duration: dur, Route: x.info.Route, Cluster: x.info.Cluster,
 			Upstream: x.info.Upstream, TraceID: observe.TraceID(r.Context()), Reason: x.info.Reason,
-			UserAgent: r.UserAgent(), Referer: r.Referer(), Headers: r.Header, Identity: peerIdentity(r),
+			UserAgent: r.UserAgent(), Referer: r.Referer(), Headers: headers, Identity: peerIdentity(r),
 		})
 	}
 	return abort
