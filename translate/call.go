@@ -40,6 +40,9 @@ type Outcome struct {
 // sent through inv, and answers w with the JSON result. It writes every answer,
 // errors included, itself.
 func (t *Transcoder) Serve(w http.ResponseWriter, r *http.Request, route *Route, vals []string, inv Invoker) Outcome {
+	if route.ClientStreaming() {
+		return t.serveClientStream(w, r, route, vals, inv)
+	}
 	msg, err := t.DecodeRequest(route, vals, r)
 	if err != nil {
 		var re *RequestError
@@ -53,12 +56,17 @@ func (t *Transcoder) Serve(w http.ResponseWriter, r *http.Request, route *Route,
 		}
 		return Outcome{Code: re.Code, Reason: reason}
 	}
-	payload, err := proto.MarshalOptions{}.Marshal(msg)
+	// Partial: required fields were checked when the JSON was decoded, and the
+	// check would walk the message again.
+	payload, err := proto.MarshalOptions{AllowPartial: true}.Marshal(msg)
 	if err != nil {
 		t.WriteStatus(w, http.StatusBadRequest, &spb.Status{Code: int32(codes.InvalidArgument), Message: "request: " + err.Error()})
 		return Outcome{Code: codes.InvalidArgument, Reason: "bad_request"}
 	}
-	out, err := t.outbound(r, route, payload)
+	frame := make([]byte, 5+len(payload))
+	putFrameHeader(frame, len(payload))
+	copy(frame[5:], payload)
+	out, err := t.outbound(r, route, frame)
 	if err != nil {
 		t.WriteStatus(w, http.StatusBadRequest, &spb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
 		return Outcome{Code: codes.InvalidArgument, Reason: "bad_request"}
@@ -80,11 +88,9 @@ func (t *Transcoder) Serve(w http.ResponseWriter, r *http.Request, route *Route,
 // maxResponseMessage bounds one response message from the service.
 const maxResponseMessage = 16 << 20
 
-// outbound builds the gRPC request.
-func (t *Transcoder) outbound(r *http.Request, route *Route, payload []byte) (*http.Request, error) {
-	frame := make([]byte, 5+len(payload))
-	putFrameHeader(frame, len(payload))
-	copy(frame[5:], payload)
+// outbound builds the gRPC request with frame as its body; with a nil frame
+// the caller sets the body.
+func (t *Transcoder) outbound(r *http.Request, route *Route, frame []byte) (*http.Request, error) {
 	h := make(http.Header, 6+len(t.reqMD))
 	t.requestMetadata(r.Header, h)
 	h["Content-Type"] = []string{"application/grpc"}
@@ -106,17 +112,19 @@ func (t *Transcoder) outbound(r *http.Request, route *Route, payload []byte) (*h
 		h["Grpc-Timeout"] = []string{formatTimeout(timeout)}
 	}
 	out := &http.Request{
-		Method:        http.MethodPost,
-		URL:           &url.URL{Scheme: "http", Host: r.Host, Path: route.RPCPath},
-		Proto:         "HTTP/2.0",
-		ProtoMajor:    2,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(frame)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(frame)), nil },
-		ContentLength: int64(len(frame)),
-		Host:          r.Host,
-		RemoteAddr:    r.RemoteAddr,
-		TLS:           r.TLS,
+		Method:     http.MethodPost,
+		URL:        &url.URL{Scheme: "http", Host: r.Host, Path: route.RPCPath},
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     h,
+		Host:       r.Host,
+		RemoteAddr: r.RemoteAddr,
+		TLS:        r.TLS,
+	}
+	if frame != nil {
+		out.Body = io.NopCloser(bytes.NewReader(frame))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(frame)), nil }
+		out.ContentLength = int64(len(frame))
 	}
 	return out.WithContext(r.Context()), nil
 }
@@ -175,7 +183,7 @@ func (c *capture) finish(callErr error) *spb.Status {
 		}
 		return &spb.Status{Code: int32(codes.Unavailable), Message: "upstream call failed"}
 	case c.status != http.StatusOK:
-		return &spb.Status{Code: int32(codeFromHTTP(c.status)), Message: "the service answered HTTP " + http.StatusText(c.status)}
+		return &spb.Status{Code: int32(CodeFromHTTP(c.status)), Message: "the service answered HTTP " + http.StatusText(c.status)}
 	case !strings.HasPrefix(c.header.Get("Content-Type"), "application/grpc"):
 		return &spb.Status{Code: int32(codes.Unknown), Message: "the service did not answer with gRPC (content-type " + c.header.Get("Content-Type") + ")"}
 	}
@@ -257,7 +265,9 @@ func (t *Transcoder) writeTrailers(w http.ResponseWriter, r *http.Request, h htt
 // or the response_body field's value.
 func (t *Transcoder) encodeResponse(route *Route, raw []byte) ([]byte, error) {
 	msg := dynamicpb.NewMessage(route.Method.Output())
-	if err := (proto.UnmarshalOptions{Resolver: t.opts.Resolver}).Unmarshal(raw, msg); err != nil {
+	// Partial: a proto2 required field the service left out is the service's
+	// business; checking costs a walk of every message.
+	if err := (proto.UnmarshalOptions{Resolver: t.opts.Resolver, AllowPartial: true}).Unmarshal(raw, msg); err != nil {
 		return nil, errors.New("the service's response does not decode as " + string(route.Method.Output().FullName()) + ": " + err.Error())
 	}
 	if route.responseField == nil {

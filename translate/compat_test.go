@@ -85,6 +85,14 @@ var compatCases = []compatCase{
 	{Name: "watch_empty_stream", Method: "GET", Path: "/v1/shelves/s1:watch?count=0"},
 	{Name: "watch_error_after_messages", Method: "GET", Path: "/v1/shelves/s1:watch?count=2&fail_code=14"},
 	{Name: "watch_error_before_messages", Method: "GET", Path: "/v1/shelves/s1:watch?count=0&fail_code=9"},
+	// Client streaming: one request message per line.
+	{Name: "create_books_stream", Method: "POST", Path: "/v1/books:batchCreate", Headers: ndjson,
+		Body: `{"parent":"shelves/s1","bookId":"a","book":{"title":"A","genre":"SCIENCE"}}` + "\n\n" + `{"parent":"shelves/s2","book_id":"b","book":{"isbn":"7"}}`},
+	{Name: "create_books_empty_stream", Method: "POST", Path: "/v1/books:batchCreate", Headers: ndjson},
+	{Name: "create_books_service_error", Method: "POST", Path: "/v1/books:batchCreate", Headers: ndjson,
+		Body: `{"parent":"shelves/s1","bookId":"a"}` + "\n" + `{"parent":"shelves/s1"}` + "\n"},
+	{Name: "create_books_bad_json_line", Method: "POST", Path: "/v1/books:batchCreate", Headers: ndjson,
+		Body: `{"parent":"shelves/s1","bookId":"a"}` + "\n" + `{"bookId":` + "\n", Local: true, Mention: "message 2"},
 	// gRPC errors, mapped with their details.
 	{Name: "grpc_not_found_with_details", Method: "GET", Path: "/v1/shelves/s1/books/missing"},
 	{Name: "grpc_permission_denied", Method: "GET", Path: "/v1/shelves/s1/books/secret"},
@@ -115,6 +123,9 @@ var compatCases = []compatCase{
 	{Name: "unknown_body_field", Method: "POST", Path: "/v1/shelves/s1/books?book_id=x", Body: `{"nope":1}`, Local: true, Mention: "nope",
 		Diverge: &divergence{Status: 400, Code: 3, Why: "grpc-gateway discards unknown fields; the transcoder refuses them unless json.discardUnknown"}},
 }
+
+// ndjson is the content type of a client stream's body.
+var ndjson = map[string]string{"Content-Type": "application/x-ndjson"}
 
 // methodNotAllowed: grpc-gateway answers UNIMPLEMENTED with that code's 501; a
 // path that exists for other methods is 405 in HTTP (RFC 9110 §15.5.6), with Allow.

@@ -52,9 +52,9 @@ func HTTPStatus(c codes.Code) int {
 	}
 }
 
-// codeFromHTTP is the code of a response that is not gRPC at all (a proxy's error
+// CodeFromHTTP is the code of a response that is not gRPC at all (a proxy's error
 // page), per the gRPC HTTP/2 protocol's "HTTP to gRPC status code mapping".
-func codeFromHTTP(status int) codes.Code {
+func CodeFromHTTP(status int) codes.Code {
 	switch status {
 	case http.StatusBadRequest:
 		return codes.Internal
@@ -113,6 +113,32 @@ func decodeGRPCMessage(s string) string {
 		return s
 	}
 	return u
+}
+
+// EncodeGRPCMessage percent-encodes a grpc-message value as the gRPC HTTP/2
+// protocol asks: bytes outside printable ASCII, and '%' itself.
+func EncodeGRPCMessage(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+16)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c > '~' || c == '%' {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // decodeBinHeader decodes a "-bin" metadata value: base64, padded or not.

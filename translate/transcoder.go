@@ -1,6 +1,8 @@
 // Package translate turns REST/JSON requests into gRPC calls and their answers back
 // into JSON, following the google.api.http rules of the exposed services
-// (SM-DR3: the ingress speaks the client's protocol, the service keeps gRPC).
+// (SM-DR3: the ingress speaks the client's protocol, the service keeps gRPC),
+// and, in the other direction, serves gRPC methods by calling REST APIs with the
+// same rules (Bridge, for the egress).
 //
 // A Transcoder is compiled once from service descriptors and rules: every binding
 // is checked against its messages (path variables, body and response_body name
@@ -8,22 +10,32 @@
 //
 //   - matches method and path to a binding (translate/httprule),
 //   - builds the request message: the body (all of it, or one field), then the
-//     path variables, then the query parameters for fields neither of those set,
+//     path variables, then the query parameters for fields neither of those set;
+//     for a client-streaming method, every line of a newline-delimited JSON body
+//     is one message,
 //   - sends it as a gRPC call through an Invoker (the gateway's upstream handler,
 //     so load balancing, health and circuit breakers apply),
 //   - writes the response as JSON (or, for server streams, newline-delimited JSON
 //     or Server-Sent Events), and a gRPC error as a google.rpc.Status JSON body with
 //     the HTTP status of one table (HTTPStatus).
 //
+// Evolve recompiles a Transcoder for new descriptors (fetched by server
+// reflection) with a documented policy for breaking changes. A Bridge is the
+// reverse: a gRPC request in, the REST request its rule describes out, the JSON
+// answer back as the response message, an HTTP status as a gRPC code
+// (CodeFromREST).
+//
 // Its JSON follows grpc-gateway v2's defaults, so that clients of either see the
 // same bodies; the differences are deliberate and listed in docs/translate.md.
 //
-// It is not for gRPC-Web, nor for serving a gRPC method from a REST API.
+// It is not for gRPC-Web (translate/grpcweb), nor for fetching descriptors
+// (translate/descriptors).
 package translate
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,21 +131,44 @@ type Route struct {
 // ServerStreaming reports whether the method streams its responses.
 func (r *Route) ServerStreaming() bool { return r.Method.IsStreamingServer() }
 
+// ClientStreaming reports whether the method takes a stream of requests (a body
+// of newline-delimited JSON messages).
+func (r *Route) ClientStreaming() bool { return r.Method.IsStreamingClient() }
+
 // New compiles the services' methods. rules maps a method's full name to a rule
 // that replaces its annotation; a method with neither is not exposed. Every
 // problem is reported, joined, each naming the method and binding.
 func New(services []protoreflect.ServiceDescriptor, rules map[string]*annotations.HttpRule, opts Options) (*Transcoder, error) {
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	c := compileServices(services, rules)
+	errs := c.errs
+	if len(errs) == 0 && len(c.order) == 0 {
+		errs = append(errs, errors.New("no method of the exposed services has an HTTP rule (annotate with google.api.http or give a rule file)"))
 	}
-	t := &Transcoder{routes: map[*httprule.Binding]*Route{}, opts: opts}
-	var errs []error
-	var bindings []*httprule.Binding
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return newTranscoder(c.order, opts)
+}
+
+// compiled is every binding of a set of services, compiled against their
+// descriptors, and every problem found.
+type compiled struct {
+	order   []*Route                                 // in declaration order
+	byKey   map[string]*Route                        // by Binding.String()
+	methods map[string]protoreflect.MethodDescriptor // every method of the services
+	failed  map[string]error                         // bindings that parse but do not compile, by key
+	other   []error                                  // rules that do not parse or name no method
+	errs    []error                                  // every problem, in order
+}
+
+func compileServices(services []protoreflect.ServiceDescriptor, rules map[string]*annotations.HttpRule) compiled {
+	c := compiled{byKey: map[string]*Route{}, methods: map[string]protoreflect.MethodDescriptor{}, failed: map[string]error{}}
 	used := map[string]bool{}
 	for _, sd := range services {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
 			sel := string(md.FullName())
+			c.methods[sel] = md
 			rule, fromFile := rules[sel]
 			used[sel] = fromFile
 			if !fromFile {
@@ -142,47 +177,58 @@ func New(services []protoreflect.ServiceDescriptor, rules map[string]*annotation
 			if rule == nil {
 				continue
 			}
-			if md.IsStreamingClient() {
-				errs = append(errs, fmt.Errorf("%s: client-streaming methods cannot be transcoded from one HTTP request", sel))
-				continue
-			}
 			bs, err := httprule.FromRule(sel, rule)
 			if err != nil {
-				errs = append(errs, err)
+				c.errs, c.other = append(c.errs, err), append(c.other, err)
 				continue
 			}
 			for _, b := range bs {
 				r, err := compileRoute(md, b)
 				if err != nil {
-					errs = append(errs, err)
+					c.errs = append(c.errs, err)
+					c.failed[b.String()] = err
 					continue
 				}
-				t.routes[b] = r
-				bindings = append(bindings, b)
+				c.order = append(c.order, r)
+				c.byKey[b.String()] = r
 			}
 		}
 	}
+	var unused []string
 	for sel := range rules {
 		if !used[sel] {
-			errs = append(errs, fmt.Errorf("rule for %s: no such method in the exposed services", sel))
+			unused = append(unused, sel)
 		}
 	}
-	if len(errs) == 0 && len(bindings) == 0 {
-		errs = append(errs, errors.New("no method of the exposed services has an HTTP rule (annotate with google.api.http or give a rule file)"))
+	slices.Sort(unused)
+	for _, sel := range unused {
+		err := fmt.Errorf("rule for %s: no such method in the exposed services", sel)
+		c.errs, c.other = append(c.errs, err), append(c.other, err)
+	}
+	return c
+}
+
+// newTranscoder builds the matcher of routes and the transcoder's codecs.
+func newTranscoder(routes []*Route, opts Options) (*Transcoder, error) {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = protoregistry.GlobalTypes
+	}
+	t := &Transcoder{routes: make(map[*httprule.Binding]*Route, len(routes)), opts: opts}
+	bindings := make([]*httprule.Binding, len(routes))
+	for i, r := range routes {
+		bindings[i] = r.Binding
+		t.routes[r.Binding] = r
 	}
 	m, err := httprule.Compile(bindings)
 	if err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, err
 	}
 	t.matcher = m
-	if opts.Resolver == nil {
-		opts.Resolver = protoregistry.GlobalTypes
-		t.opts.Resolver = opts.Resolver
-	}
 	t.marshal = protojson.MarshalOptions{
+		AllowPartial:    true, // see encodeResponse
 		UseProtoNames:   opts.UseProtoNames,
 		EmitUnpopulated: !opts.OmitUnpopulated,
 		UseEnumNumbers:  opts.UseEnumNumbers,
@@ -208,6 +254,12 @@ func compileRoute(md protoreflect.MethodDescriptor, b *httprule.Binding) (*Route
 	}
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %s", b, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case md.IsStreamingClient() && md.IsStreamingServer():
+		return nil, fail("bidirectional streaming methods cannot be transcoded (an HTTP/1.1 client sends its whole body before it reads)")
+	case md.IsStreamingClient() && b.Body != "*":
+		return nil, fail(`a client-streaming method takes newline-delimited request messages: its rule needs body: "*"`)
 	}
 	in, out := md.Input(), md.Output()
 	for _, v := range b.Template.Variables {

@@ -171,6 +171,7 @@ func TestNewErrors(t *testing.T) {
 		{"unknown body field", map[string]*annotations.HttpRule{string(sd.FullName()) + ".CreateBook": {Pattern: &annotations.HttpRule_Post{Post: "/v1/x"}, Body: "nope"}}, `body "nope"`},
 		{"unknown response field", map[string]*annotations.HttpRule{string(sd.FullName()) + ".GetBook": {Pattern: &annotations.HttpRule_Get{Get: "/v9/x"}, ResponseBody: "nope"}}, `response_body "nope"`},
 		{"message in path", map[string]*annotations.HttpRule{string(sd.FullName()) + ".CreateBook": {Pattern: &annotations.HttpRule_Post{Post: "/v1/{book}"}}}, "has no string form"},
+		{"client stream without body *", map[string]*annotations.HttpRule{string(sd.FullName()) + ".CreateBooks": {Pattern: &annotations.HttpRule_Post{Post: "/v1/batch"}, Body: "book"}}, `needs body: "*"`},
 		{"conflict", map[string]*annotations.HttpRule{string(sd.FullName()) + ".DeleteBook": {Pattern: &annotations.HttpRule_Get{Get: "/v1/{name=shelves/*/books/*}"}}}, "conflicts with"},
 	}
 	for _, tc := range tests {
@@ -183,7 +184,7 @@ func TestNewErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(tr.Routes()); n != 9 {
-		t.Errorf("%d routes, want 9 (8 methods, one with an additional binding)", n)
+	if n := len(tr.Routes()); n != 10 {
+		t.Errorf("%d routes, want 10 (9 methods, one with an additional binding)", n)
 	}
 }

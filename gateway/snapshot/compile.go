@@ -279,7 +279,11 @@ func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*comp
 		if !ok {
 			return nil, fieldError(o.Source, ref, ff+".type", fmt.Errorf("unknown filter type %q (this build has: %s)", fs.Type, strings.Join(filter.Types(), ", ")))
 		}
-		b := filter.Build{Config: fs.Config, Route: name, Upstreams: upstreamLookup{s, o.Meta.Namespace}, Logger: s.deps.Logger, DataDir: s.deps.DataDir}
+		var timeout *config.Duration
+		if r.Forward != nil {
+			timeout = r.Forward.Timeout
+		}
+		b := filter.Build{Config: fs.Config, Route: name, Upstreams: upstreamLookup{s, o.Meta.Namespace, timeout}, Logger: s.deps.Logger, DataDir: s.deps.DataDir}
 		if s.deps.Observer != nil {
 			b.Events = s.deps.Observer
 		}
@@ -303,11 +307,14 @@ func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*comp
 	return cr, nil
 }
 
-// upstreamLookup resolves clusters for filters (mirror, auth calls) in the
-// namespace of the route.
+// upstreamLookup resolves clusters for filters (mirror, auth calls, transcoding)
+// in the namespace of the route. Their requests are bounded by the rule's
+// forward.timeout when it has one (so a streaming route's long timeout covers the
+// streams a filter opens), else by the default.
 type upstreamLookup struct {
-	s  *Snapshot
-	ns string
+	s       *Snapshot
+	ns      string
+	timeout *config.Duration
 }
 
 func (u upstreamLookup) Upstream(name string) (filter.Handler, bool) {
@@ -315,7 +322,7 @@ func (u upstreamLookup) Upstream(name string) (filter.Handler, bool) {
 	if !ok {
 		return nil, false
 	}
-	fw, err := proxy.NewForwarder(&config.Forward{}, []proxy.Backend{{Upstream: e.up, Weight: 1}}, "", 0)
+	fw, err := proxy.NewForwarder(&config.Forward{Timeout: u.timeout}, []proxy.Backend{{Upstream: e.up, Weight: 1}}, "", 0)
 	if err != nil {
 		return nil, false
 	}

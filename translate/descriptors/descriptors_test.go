@@ -32,7 +32,7 @@ func TestSourcesAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Methods().Len() != 8 || a.Methods().Len() != b.Methods().Len() {
+	if a.Methods().Len() != 9 || a.Methods().Len() != b.Methods().Len() {
 		t.Fatalf("methods: %d from proto, %d from set", a.Methods().Len(), b.Methods().Len())
 	}
 	for i := 0; i < a.Methods().Len(); i++ {

@@ -8,15 +8,17 @@
 package all
 
 import (
-	_ "github.com/portcullis/portcullis/gateway/filters/authz"     // type "authz"
-	_ "github.com/portcullis/portcullis/gateway/filters/cors"      // type "cors"
-	_ "github.com/portcullis/portcullis/gateway/filters/fault"     // type "fault"
-	_ "github.com/portcullis/portcullis/gateway/filters/headers"   // type "headers"
-	_ "github.com/portcullis/portcullis/gateway/filters/jwks"      // type "jwks"
-	_ "github.com/portcullis/portcullis/gateway/filters/jwt"       // type "jwt"
-	_ "github.com/portcullis/portcullis/gateway/filters/mirror"    // type "mirror"
-	_ "github.com/portcullis/portcullis/gateway/filters/oidc"      // type "oidc"
-	_ "github.com/portcullis/portcullis/gateway/filters/ratelimit" // type "ratelimit"
-	_ "github.com/portcullis/portcullis/gateway/filters/tokenmint" // type "tokenmint"
-	_ "github.com/portcullis/portcullis/gateway/filters/transcode" // type "transcode"
+	_ "github.com/portcullis/portcullis/gateway/filters/authz"      // type "authz"
+	_ "github.com/portcullis/portcullis/gateway/filters/cors"       // type "cors"
+	_ "github.com/portcullis/portcullis/gateway/filters/fault"      // type "fault"
+	_ "github.com/portcullis/portcullis/gateway/filters/grpcweb"    // type "grpcweb"
+	_ "github.com/portcullis/portcullis/gateway/filters/headers"    // type "headers"
+	_ "github.com/portcullis/portcullis/gateway/filters/jwks"       // type "jwks"
+	_ "github.com/portcullis/portcullis/gateway/filters/jwt"        // type "jwt"
+	_ "github.com/portcullis/portcullis/gateway/filters/mirror"     // type "mirror"
+	_ "github.com/portcullis/portcullis/gateway/filters/oidc"       // type "oidc"
+	_ "github.com/portcullis/portcullis/gateway/filters/ratelimit"  // type "ratelimit"
+	_ "github.com/portcullis/portcullis/gateway/filters/restbridge" // type "restbridge"
+	_ "github.com/portcullis/portcullis/gateway/filters/tokenmint"  // type "tokenmint"
+	_ "github.com/portcullis/portcullis/gateway/filters/transcode"  // type "transcode"
 )

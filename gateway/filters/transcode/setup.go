@@ -1,22 +1,17 @@
 package transcode
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/protobuf/reflect/protoreflect"
-
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
+	"github.com/portcullis/portcullis/gateway/filters/internal/grpcconfig"
+	"github.com/portcullis/portcullis/gateway/filters/internal/grpcupstream"
 	"github.com/portcullis/portcullis/translate"
-	"github.com/portcullis/portcullis/translate/descriptors"
 )
 
 // Type is the name under which the filter is registered ("type: transcode").
@@ -28,8 +23,6 @@ func init() { filter.Register(Type, Factory) }
 const (
 	MaxMaxBodyBytes = 64 << 20
 	MaxTimeout      = 10 * time.Minute
-	// compileTimeout bounds compiling the .proto files of one config.
-	compileTimeout = 30 * time.Second
 )
 
 // What a request no binding takes gets (Config.Unmatched).
@@ -41,7 +34,7 @@ const (
 // Config is the filter's config as written in a Route rule.
 type Config struct {
 	// ProtoFiles are .proto files compiled at load time. Exactly one of
-	// protoFiles and descriptorSetFile is required.
+	// protoFiles, descriptorSetFile and reflection is required.
 	ProtoFiles []string `yaml:"protoFiles,omitempty"`
 	// ImportPaths are the directories imports are looked up in. A proto file
 	// under none of them is compiled with its own directory as one. google/api,
@@ -50,6 +43,9 @@ type Config struct {
 	// DescriptorSetFile is a compiled google.protobuf.FileDescriptorSet (buf
 	// build -o, or protoc --descriptor_set_out --include_imports).
 	DescriptorSetFile string `yaml:"descriptorSetFile,omitempty"`
+	// Reflection fetches the descriptors from the cluster's gRPC server
+	// reflection service, in the background, instead of from files.
+	Reflection *ReflectionConfig `yaml:"reflection,omitempty"`
 	// HTTPRulesFile holds google.api.http rules (Google service config YAML,
 	// http.rules) that replace or supply the annotations of methods.
 	HTTPRulesFile string `yaml:"httpRulesFile,omitempty"`
@@ -80,6 +76,13 @@ type Config struct {
 	JSON JSONConfig `yaml:"json,omitempty"`
 }
 
+// ReflectionConfig is the reflection descriptor source.
+type ReflectionConfig struct {
+	// RefreshInterval is how often the descriptors are fetched again. Default
+	// 5m, from 1s to 24h.
+	RefreshInterval *config.Duration `yaml:"refreshInterval,omitempty"`
+}
+
 // JSONConfig are the JSON options; each default is grpc-gateway's, except
 // discardUnknown.
 type JSONConfig struct {
@@ -100,7 +103,9 @@ var reservedRequestHeaders = []string{"content-type", "te", "host", "connection"
 	"transfer-encoding", "upgrade", "keep-alive", "trailer", "user-agent"}
 
 // Factory decodes and checks the config, loads the descriptors and rules and
-// compiles the transcoder. It reads local files only.
+// compiles the transcoder. It reads local files only: with reflection, the
+// descriptors are fetched in the background (and read back from the data
+// directory when a previous build kept them).
 func Factory(b filter.Build) (filter.Filter, error) {
 	var cfg Config
 	if err := b.Config.Decode(&cfg); err != nil {
@@ -154,7 +159,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		field := "requestHeaders[" + strconv.Itoa(i) + "]"
 		l := strings.ToLower(h)
 		switch {
-		case !validHeaderName(h):
+		case !grpcconfig.ValidHeaderName(h):
 			fail(field, "%q is not a header name", h)
 		case strings.HasPrefix(l, "grpc-") || containsFold(reservedRequestHeaders, l):
 			fail(field, "%q frames the gRPC call and cannot be passed as metadata", h)
@@ -162,7 +167,7 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		opts.RequestHeaders = append(opts.RequestHeaders, h)
 	}
 	for i, k := range cfg.ResponseMetadata {
-		if !validHeaderName(k) {
+		if !grpcconfig.ValidHeaderName(k) {
 			fail("responseMetadata["+strconv.Itoa(i)+"]", "%q is not a metadata key", k)
 		}
 		opts.ResponseMetadata = append(opts.ResponseMetadata, k)
@@ -170,19 +175,26 @@ func Factory(b filter.Build) (filter.Filter, error) {
 	if len(cfg.Services) == 0 {
 		fail("services", "name at least one gRPC service to expose (package.Service)")
 	}
-	set, rules := loadDescriptors(cfg, fail)
+	set, rules := grpcconfig.Load(grpcconfig.Source{ProtoFiles: cfg.ProtoFiles, ImportPaths: cfg.ImportPaths,
+		DescriptorSetFile: cfg.DescriptorSetFile, HTTPRulesFile: cfg.HTTPRulesFile, Reflection: cfg.Reflection != nil}, true, fail)
+	interval := DefaultRefreshInterval
+	if cfg.Reflection != nil && cfg.Reflection.RefreshInterval != nil {
+		interval = cfg.Reflection.RefreshInterval.D()
+		if interval < MinRefreshInterval || interval > MaxRefreshInterval {
+			fail("reflection.refreshInterval", "%v is outside [%v, %v]", interval, MinRefreshInterval, MaxRefreshInterval)
+		}
+	}
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
-	var services []protoreflect.ServiceDescriptor
-	for i, name := range cfg.Services {
-		sd, err := set.Service(name)
-		if err != nil {
-			fail("services["+strconv.Itoa(i)+"]", "%v", err)
-			continue
-		}
-		services = append(services, sd)
+	if cfg.Reflection != nil {
+		// The descriptors come later, from the network; nothing here waits.
+		f.live = newLiveSource(b.Route, cfg.Cluster, grpcupstream.Invoker{Upstream: f.upstream}, cfg.Services, rules,
+			opts, interval, b.DataDir, f.log)
+		f.live.start()
+		return f, nil
 	}
+	services := grpcconfig.Services(set, cfg.Services, fail)
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
@@ -192,87 +204,8 @@ func Factory(b filter.Build) (filter.Filter, error) {
 		// One line: the compiler puts the error in one message.
 		return nil, fmt.Errorf("services: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	f.t = t
+	f.static = t
 	return f, nil
-}
-
-// loadDescriptors loads the descriptor source and the rule file, reporting
-// problems with the field that named them.
-func loadDescriptors(cfg Config, fail func(field, format string, args ...any)) (*descriptors.Set, map[string]*annotations.HttpRule) {
-	var rules map[string]*annotations.HttpRule
-	if cfg.HTTPRulesFile != "" {
-		r, err := descriptors.LoadRuleFile(cfg.HTTPRulesFile)
-		if err != nil {
-			fail("httpRulesFile", "%v", err)
-		}
-		rules = r
-	}
-	switch {
-	case len(cfg.ProtoFiles) > 0 && cfg.DescriptorSetFile != "":
-		fail("descriptorSetFile", "give either protoFiles or descriptorSetFile, not both")
-	case cfg.DescriptorSetFile != "":
-		if len(cfg.ImportPaths) > 0 {
-			fail("importPaths", "only meaningful with protoFiles")
-		}
-		set, err := descriptors.LoadDescriptorSet(cfg.DescriptorSetFile)
-		if err != nil {
-			fail("descriptorSetFile", "%v", err)
-			return nil, nil
-		}
-		return set, rules
-	case len(cfg.ProtoFiles) > 0:
-		for i, d := range cfg.ImportPaths {
-			if st, err := os.Stat(d); err != nil || !st.IsDir() {
-				fail("importPaths["+strconv.Itoa(i)+"]", "%q is not a directory", d)
-			}
-		}
-		names, paths := protoNames(cfg.ProtoFiles, cfg.ImportPaths)
-		ctx, cancel := context.WithTimeout(context.Background(), compileTimeout)
-		defer cancel()
-		set, err := descriptors.CompileProtoFiles(ctx, names, paths)
-		if err != nil {
-			fail("protoFiles", "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
-			return nil, nil
-		}
-		return set, rules
-	default:
-		fail("protoFiles", "give protoFiles or descriptorSetFile: the services' descriptors are needed")
-	}
-	return nil, nil
-}
-
-// protoNames turns proto file paths into names relative to the import path that
-// holds each, adding a file's own directory as an import path when none does.
-func protoNames(files, importPaths []string) (names, paths []string) {
-	paths = append(paths, importPaths...)
-	for _, f := range files {
-		name := ""
-		for _, ip := range paths {
-			if rel, err := filepath.Rel(ip, f); err == nil && !strings.HasPrefix(rel, "..") {
-				name = filepath.ToSlash(rel)
-				break
-			}
-		}
-		if name == "" {
-			paths = append(paths, filepath.Dir(f))
-			name = filepath.Base(f)
-		}
-		names = append(names, name)
-	}
-	return names, paths
-}
-
-func validHeaderName(h string) bool {
-	if h == "" {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func containsFold(list []string, s string) bool {

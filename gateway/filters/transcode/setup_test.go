@@ -1,6 +1,7 @@
 package transcode_test
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,8 +56,13 @@ service Good {
 		{"valid proto file", "protoFiles: [" + proto + "]\nservices: [demo.Good]\ncluster: grpc\nrequestHeaders: [x-user]\nresponseMetadata: [x-request-id]\ntimeout: 5s\nunmatched: next\njson: {useProtoNames: true, omitUnpopulated: true}\n", nil},
 		{"cluster missing", base, []string{"cluster: required"}},
 		{"unknown cluster", base + "cluster: nope\n", []string{`cluster: no Cluster "nope"`}},
-		{"no source", "services: [a.B]\ncluster: grpc\n", []string{"protoFiles: give protoFiles or descriptorSetFile"}},
-		{"both sources", "protoFiles: [" + proto + "]\ndescriptorSetFile: " + set + "\nservices: [a.B]\ncluster: grpc\n", []string{"not both"}},
+		{"no source", "services: [a.B]\ncluster: grpc\n", []string{"protoFiles: give protoFiles, descriptorSetFile or reflection"}},
+		{"both sources", "protoFiles: [" + proto + "]\ndescriptorSetFile: " + set + "\nservices: [a.B]\ncluster: grpc\n", []string{"not several"}},
+		{"reflection and a file", "descriptorSetFile: " + set + "\nreflection: {}\nservices: [a.B]\ncluster: grpc\n", []string{"not several"}},
+		{"valid reflection", "reflection: {refreshInterval: 30s}\nhttpRulesFile: " + rules + "\nservices: [grpc.health.v1.Health]\ncluster: grpc\n", nil},
+		{"reflection interval too short", "reflection: {refreshInterval: 10ms}\nservices: [a.B]\ncluster: grpc\n", []string{"reflection.refreshInterval: 10ms is outside"}},
+		{"reflection with import paths", "reflection: {}\nimportPaths: [" + dir + "]\nservices: [a.B]\ncluster: grpc\n", []string{"importPaths: only meaningful"}},
+		{"reflection unknown field", "reflection: {interval: 5m}\nservices: [a.B]\ncluster: grpc\n", []string{"interval"}},
 		{"no services", "descriptorSetFile: " + set + "\ncluster: grpc\n", []string{"services: name at least one"}},
 		{"unknown service", "descriptorSetFile: " + set + "\nservices: [nope.Svc]\ncluster: grpc\n", []string{"services[0]", "nope.Svc", "grpc.health.v1.Health"}},
 		{"service without rules", "descriptorSetFile: " + set + "\nservices: [grpc.health.v1.Health]\ncluster: grpc\n", []string{"no method of the exposed services has an HTTP rule"}},
@@ -73,11 +79,18 @@ service Good {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := filtertest.Build(t, "transcode", tc.cfg, filtertest.WithClusters("grpc"), upstreams)
+			_, err := filtertest.Build(t, "transcode", tc.cfg, filtertest.WithClusters("grpc"), upstreams, closeBuilt)
 			filtertest.CheckError(t, err, tc.want)
 		})
 	}
 }
+
+// closeBuilt stops the reflection refresher of a filter the test built.
+var closeBuilt = filtertest.WithBuilt(func(t testing.TB, f filter.Filter) {
+	if c, ok := f.(io.Closer); ok {
+		t.Cleanup(func() { c.Close() })
+	}
+})
 
 func TestREADMEExample(t *testing.T) {
 	// The README's example names files under testdata/.

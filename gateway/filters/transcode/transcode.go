@@ -9,26 +9,31 @@
 // Native gRPC requests (content-type application/grpc) pass through to the rest
 // of the chain untouched, so one route can serve both.
 //
-// It is not for gRPC-Web, nor for calling REST APIs from gRPC clients.
+// Descriptors come from .proto files, a descriptor set, or the cluster's server
+// reflection service (fetched in the background and refreshed; see
+// reflection.go for the policy on changes).
+//
+// It is not for gRPC-Web (the grpcweb filter), nor for calling REST APIs from
+// gRPC clients (restbridge).
 package transcode
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/portcullis/portcullis/gateway/filter"
+	"github.com/portcullis/portcullis/gateway/filters/internal/grpcupstream"
 	"github.com/portcullis/portcullis/gateway/proxy"
 	"github.com/portcullis/portcullis/translate"
 	"github.com/portcullis/portcullis/translate/httprule"
 )
 
 type transcodeFilter struct {
-	t             *translate.Transcoder
+	static        *translate.Transcoder // from files; nil with reflection
+	live          *liveSource           // from reflection; nil with files
 	upstream      filter.Handler
 	cluster       string
 	route         string
@@ -42,20 +47,28 @@ func (f *transcodeFilter) Handle(w http.ResponseWriter, r *http.Request, next fi
 	if isGRPC(r) {
 		return next.ServeHTTP(w, r)
 	}
-	route, vals, res := f.t.Match(r.Method, r.URL.EscapedPath())
+	t := f.static
+	if t == nil {
+		if t = f.live.current.Load(); t == nil {
+			f.live.writePending(w)
+			f.note(r, f.cluster, "descriptors_pending")
+			return nil
+		}
+	}
+	route, vals, res := t.Match(r.Method, r.URL.EscapedPath())
 	if res != httprule.Found {
 		if f.passUnmatched {
 			return next.ServeHTTP(w, r)
 		}
 		code, st := translate.RoutingStatus(res)
 		if res == httprule.MethodNotAllowed {
-			w.Header().Set("Allow", strings.Join(f.t.Allowed(r.URL.EscapedPath()), ", "))
+			w.Header().Set("Allow", strings.Join(t.Allowed(r.URL.EscapedPath()), ", "))
 		}
-		f.t.WriteStatus(w, code, st)
+		t.WriteStatus(w, code, st)
 		f.note(r, "", "no_binding")
 		return nil
 	}
-	out := f.t.Serve(w, r, route, vals, invoker{f.upstream})
+	out := t.Serve(w, r, route, vals, grpcupstream.Invoker{Upstream: f.upstream})
 	reason := out.Reason
 	if reason == "" && out.Code != codes.OK {
 		reason = "grpc_" + strings.ToLower(out.Code.String())
@@ -84,35 +97,20 @@ func isGRPC(r *http.Request) bool {
 	return strings.HasPrefix(ct, "application/grpc") && (len(ct) == len("application/grpc") || ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';')
 }
 
-// invoker adapts the upstream handler to translate.Invoker: the core's errors
-// (statuses with reasons) become the gRPC codes a gRPC client of the same
-// failure would see.
-type invoker struct{ h filter.Handler }
-
-func (i invoker) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
-	err := i.h.ServeHTTP(w, r)
-	if err == nil {
-		return nil
+// Close stops the reflection refresher, if any. The core calls it when the
+// snapshot is retired.
+func (f *transcodeFilter) Close() error {
+	if f.live != nil {
+		return f.live.Close()
 	}
-	var fe *filter.Error
-	if !errors.As(err, &fe) {
-		return status.Error(codes.Unavailable, "upstream call failed")
-	}
-	return status.Error(codeOf(fe), "upstream: "+fe.Reason)
+	return nil
 }
 
-func codeOf(fe *filter.Error) codes.Code {
-	switch {
-	case fe.Status == 499:
-		return codes.Canceled
-	case fe.Status == http.StatusGatewayTimeout:
-		return codes.DeadlineExceeded
-	case fe.Status == http.StatusRequestEntityTooLarge:
-		return codes.ResourceExhausted
-	case fe.Status == http.StatusTooManyRequests:
-		return codes.ResourceExhausted
-	case fe.Status >= 500:
-		return codes.Unavailable
+// ReflectionStatus reports the state of descriptors fetched by server
+// reflection; false for descriptors from files.
+func (f *transcodeFilter) ReflectionStatus() (ReflectionStatus, bool) {
+	if f.live == nil {
+		return ReflectionStatus{}, false
 	}
-	return codes.Internal
+	return f.live.Status(), true
 }

@@ -6,6 +6,7 @@ package testpb
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -156,6 +157,33 @@ func (s *Server) ListBooks(ctx context.Context, req *ListBooksRequest) (*ListBoo
 // CreateBook returns the book as it would be stored.
 func (s *Server) CreateBook(ctx context.Context, req *CreateBookRequest) (*Book, error) {
 	echoMetadata(ctx, "create")
+	return newBook(req)
+}
+
+// CreateBooks returns the books of the stream as they would be stored, or the
+// first request's error.
+func (s *Server) CreateBooks(stream grpc.ClientStreamingServer[CreateBookRequest, CreateBooksResponse]) error {
+	echoMetadata(stream.Context(), "create-many")
+	resp := &CreateBooksResponse{}
+	for range 1000 {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			resp.Count = int32(len(resp.Books))
+			return stream.SendAndClose(resp)
+		}
+		if err != nil {
+			return err
+		}
+		b, err := newBook(req)
+		if err != nil {
+			return err
+		}
+		resp.Books = append(resp.Books, b)
+	}
+	return status.Error(codes.ResourceExhausted, "at most 1000 books at once")
+}
+
+func newBook(req *CreateBookRequest) (*Book, error) {
 	switch {
 	case req.GetBookId() == "":
 		return nil, detailed(codes.InvalidArgument, "book_id is required",
