@@ -75,6 +75,11 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("GET /api/hello: %d %v %q", code, hdr, body)
 	}
 
+	// The demo's gRPC service, as REST/JSON through the transcode filter.
+	if code, _, body := get("https://127.0.0.1:8443/v1/health/demo"); code != 200 || strings.TrimSpace(body) != `{"status":"SERVING"}` {
+		t.Fatalf("GET /v1/health/demo: %d %q", code, body)
+	}
+
 	// Change the route through the admin API, as portctl apply does.
 	// DevConfig reuses the certificate and tokens the running control plane made.
 	_, files, err := server.DevConfig(filepath.Join(dir, "controlplane"))

@@ -23,6 +23,11 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 )
 
 // Demo is a prepared demo: its backends run until Stop.
@@ -31,7 +36,10 @@ type Demo struct {
 	Config []byte
 	// Backends are the echo backends' addresses.
 	Backends []string
-	Stop     func()
+	// GRPC is the gRPC backend's address (the standard health service, with
+	// server reflection), exposed as REST/JSON, gRPC-Web and gRPC.
+	GRPC string
+	Stop func()
 }
 
 // Start starts two demo backends on loopback and makes a self-signed certificate
@@ -60,7 +68,19 @@ func Start(dir string) (*Demo, error) {
 		stops = append(stops, stop)
 		d.Backends = append(d.Backends, addr)
 	}
-	d.Config = []byte(fmt.Sprintf(demoConfig, certFile, keyFile, d.Backends[0], d.Backends[1]))
+	grpcAddr, stop, err := grpcBackend()
+	if err != nil {
+		d.Stop()
+		return nil, err
+	}
+	stops = append(stops, stop)
+	d.GRPC = grpcAddr
+	rules := filepath.Join(dir, "health-rules.yaml")
+	if err := os.WriteFile(rules, []byte(healthRules), 0o600); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	d.Config = []byte(fmt.Sprintf(demoConfig, certFile, keyFile, d.Backends[0], d.Backends[1], grpcAddr, rules))
 	return d, nil
 }
 
@@ -69,6 +89,8 @@ const Try = `  curl -k https://localhost:8443/api/hello          # load balanced
   curl -k --http2 -v https://localhost:8443/api/x     # HTTP/2
   curl -i http://127.0.0.1:8080/api/hello             # 301 to https
   curl -k https://localhost:8443/status               # direct response, no backend
+  curl -k https://localhost:8443/v1/health/demo       # a gRPC service as REST/JSON
+  curl -k -N https://localhost:8443/v1/health/demo:watch   # its server stream, as NDJSON
   curl -s http://127.0.0.1:9901/metrics | grep portcullis_  # metrics
   curl -s http://127.0.0.1:9901/config                # running config, secrets redacted
 `
@@ -124,6 +146,14 @@ spec:
   healthCheck: {path: /healthz, interval: 5s}
 ---
 apiVersion: portcullis.dev/v1alpha1
+kind: Cluster
+metadata: {name: grpc-demo}
+spec:
+  protocol: H2C
+  endpoints:
+    - address: %s
+---
+apiVersion: portcullis.dev/v1alpha1
 kind: Route
 metadata: {name: to-https}
 spec:
@@ -140,6 +170,26 @@ spec:
     - name: status
       match: {path: {exact: /status}}
       directResponse: {status: 200, body: "ok\n"}
+    - name: grpc-as-rest
+      match: {path: {prefix: /v1/health}}
+      filters:
+        - type: transcode
+          config:
+            reflection: {}
+            httpRulesFile: %q
+            services: [grpc.health.v1.Health]
+            cluster: grpc-demo
+      forward:
+        backends: [{cluster: grpc-demo}]
+        timeout: 10m
+    - name: grpc
+      match: {path: {prefix: /grpc.health.v1.Health/}}
+      filters:
+        - type: grpcweb
+          config: {cluster: grpc-demo}
+      forward:
+        backends: [{cluster: grpc-demo}]
+        timeout: 10m
     - name: api
       match: {path: {prefix: /api}}
       filters:
@@ -209,4 +259,32 @@ func selfSigned(certFile, keyFile string) error {
 		return err
 	}
 	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+// healthRules maps the gRPC health service, which has no HTTP annotations, to
+// REST paths (a google.api.Service rule file; docs/translate.md).
+const healthRules = `type: google.api.Service
+config_version: 3
+http:
+  rules:
+    - selector: grpc.health.v1.Health.Check
+      get: /v1/health/{service}
+    - selector: grpc.health.v1.Health.Watch
+      get: /v1/health/{service}:watch
+`
+
+// grpcBackend serves the standard gRPC health service (service "demo" is
+// SERVING) and server reflection in clear text (h2c) on loopback.
+func grpcBackend() (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	hs := health.NewServer()
+	hs.SetServingStatus("demo", healthpb.HealthCheckResponse_SERVING)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	go srv.Serve(ln)
+	return ln.Addr().String(), srv.Stop, nil
 }
