@@ -84,7 +84,6 @@ func Main(role string, demo Demo) {
 		}
 		defer stop()
 		paths = p
-		defer fmt.Fprint(os.Stderr, "")
 		fmt.Fprintln(os.Stderr, msg)
 	}
 	gopts := Options{Role: role, ConfigPaths: paths, Dynamic: dynamic, AdminAddr: *adminAddr, DataDir: *dataDir, Logger: log, AccessLogger: accessLog}
