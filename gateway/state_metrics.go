@@ -17,6 +17,7 @@ type stateCollector struct {
 	open     *prometheus.Desc
 	ejected  *prometheus.Desc
 	inflight *prometheus.Desc
+	tunnels  *prometheus.Desc
 
 	certExpiry *prometheus.Desc
 	certState  *prometheus.Desc
@@ -32,6 +33,7 @@ func newStateCollector(g *Gateway, role string) *stateCollector {
 		open:     prometheus.NewDesc("portcullis_upstream_circuit_breaker_open", "1 while a circuit-breaker limit is reached (new work over it fails fast).", []string{"cluster", "limit"}, cl),
 		ejected:  prometheus.NewDesc("portcullis_upstream_endpoint_ejected", "1 while an endpoint is ejected by outlier detection.", []string{"cluster", "endpoint"}, cl),
 		inflight: prometheus.NewDesc("portcullis_upstream_endpoint_in_flight", "Requests in flight to an endpoint.", []string{"cluster", "endpoint"}, cl),
+		tunnels:  prometheus.NewDesc("portcullis_upstream_tunnels_open", "Upgraded connections (WebSocket and the like) open to a cluster now.", []string{"cluster"}, cl),
 
 		certExpiry: prometheus.NewDesc("portcullis_tls_certificate_expiry_timestamp_seconds", "NotAfter of the certificate ACME manages for a name and serves now (absent before the first one).", []string{"listener", "name"}, cl),
 		certState:  prometheus.NewDesc("portcullis_tls_certificate_state", "1 for the state of a managed name: pending, valid or failed (a failed renewal may still serve the old certificate).", []string{"listener", "name", "state"}, cl),
@@ -40,7 +42,7 @@ func newStateCollector(g *Gateway, role string) *stateCollector {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.inUse, c.limit, c.open, c.ejected, c.inflight, c.certExpiry, c.certState, c.acmeEvents} {
+	for _, d := range []*prometheus.Desc{c.inUse, c.limit, c.open, c.ejected, c.inflight, c.tunnels, c.certExpiry, c.certState, c.acmeEvents} {
 		ch <- d
 	}
 }
@@ -50,6 +52,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.g.current.Load()
 	if s == nil {
 		return
+	}
+	for name, n := range s.OpenTunnels() {
+		ch <- prometheus.MustNewConstMetric(c.tunnels, prometheus.GaugeValue, float64(n), name)
 	}
 	for name, up := range s.Clusters() {
 		b := up.Breaker()

@@ -59,6 +59,18 @@ func TestParseErrorsNamePlaceAndField(t *testing.T) {
 		{name: "duplicate name", doc: validCluster + "---\n" + validCluster, want: []string{"Cluster default/be", "defined more than once"}},
 		{name: "same address twice", doc: validListener + "---\n" + strings.Replace(validListener, "name: pub", "name: pub2", 1), want: []string{"spec.address", "already used"}},
 		{name: "yaml syntax", doc: "apiVersion: [\n", want: []string{"f.yaml:"}},
+		{name: "upgrade not a token", doc: validListener + "---\n" + validCluster + "---\n" + route("  rules:\n    - forward: {backends: [{cluster: be}], upgrades: [websocket, \"web socket\"]}\n"),
+			want: []string{"spec.rules[0].forward.upgrades[1]", "not a protocol name"}},
+		{name: "upgrade listed twice", doc: validListener + "---\n" + validCluster + "---\n" + route("  rules:\n    - forward: {backends: [{cluster: be}], upgrades: [websocket, WebSocket]}\n"),
+			want: []string{"spec.rules[0].forward.upgrades[1]", "listed twice"}},
+		{name: "h2c upgrade", doc: validListener + "---\n" + validCluster + "---\n" + route("  rules:\n    - forward: {backends: [{cluster: be}], upgrades: [H2C]}\n"),
+			want: []string{"spec.rules[0].forward.upgrades[0]", "h2c cannot be tunnelled"}},
+		{name: "upgrade idle timeout too long", doc: validListener + "---\n" + validCluster + "---\n" + route("  rules:\n    - forward: {backends: [{cluster: be}], upgrades: [websocket], upgradeIdleTimeout: 48h}\n"),
+			want: []string{"spec.rules[0].forward.upgradeIdleTimeout", "between 1s and 24h"}},
+		{name: "upgrade idle timeout too short", doc: validListener + "---\n" + validCluster + "---\n" + route("  rules:\n    - forward: {backends: [{cluster: be}], upgradeIdleTimeout: 10ms}\n"),
+			want: []string{"spec.rules[0].forward.upgradeIdleTimeout", "between 1s and 24h"}},
+		{name: "upgrade to an HTTP/2 cluster", doc: validListener + "---\n" + validCluster + "  protocol: H2C\n---\n" + route("  rules:\n    - forward: {backends: [{cluster: be}], upgrades: [websocket]}\n"),
+			want: []string{"spec.rules[0].forward.backends[0].cluster", "speaks H2C", "upgrades need an HTTP1 cluster"}},
 		{name: "fraction into a whole number", doc: validListener + "  limits: {maxConnections: 10.5}\n", want: []string{"f.yaml:6:", "spec.limits.maxConnections", "10.5 is not a whole number"}},
 	}
 	for _, c := range cases {
@@ -114,6 +126,8 @@ func TestParseValidSet(t *testing.T) {
         backends: [{cluster: be, weight: 9}, {cluster: be, weight: 1}]
         timeout: 2s
         retry: {attempts: 2, on: [5xx, retriable-status], statuses: [429]}
+        upgrades: [WebSocket]
+        upgradeIdleTimeout: 10m
 `) + "---\n" + head + "kind: Telemetry\nmetadata: {name: t}\nspec: {accessLog: all}\n"
 	set, err := config.Parse("f.yaml", []byte(doc))
 	if err != nil {
@@ -123,7 +137,8 @@ func TestParseValidSet(t *testing.T) {
 		t.Fatalf("set has %d resources", set.Len())
 	}
 	r := set.Routes[0]
-	if r.Meta.Namespace != "default" || r.Spec.Rules[0].Forward.Timeout.D().String() != "2s" {
+	if fw := r.Spec.Rules[0].Forward; r.Meta.Namespace != "default" || fw.Timeout.D().String() != "2s" ||
+		len(fw.Upgrades) != 1 || fw.Upgrades[0] != "WebSocket" || fw.UpgradeIdleTimeout.D().String() != "10m0s" {
 		t.Fatalf("decoded %+v", r.Spec.Rules[0].Forward)
 	}
 	var fc struct {

@@ -311,6 +311,15 @@ type Forward struct {
 	Rewrite       *Rewrite     `yaml:"rewrite,omitempty"`
 	// MaxRequestBodyBytes overrides the listener's limit for this rule (413 above it).
 	MaxRequestBodyBytes *int64 `yaml:"maxRequestBodyBytes,omitempty"`
+	// Upgrades lists the protocols (Upgrade tokens, RFC 9110 §7.8, such as
+	// "websocket"; case-insensitive) that an HTTP/1.1 client may switch to
+	// through this rule: the upstream's 101 is relayed and the connection
+	// becomes a tunnel. Default: none; an upgrade request for another protocol
+	// is forwarded as a plain request without its Upgrade header.
+	Upgrades []string `yaml:"upgrades,omitempty"`
+	// UpgradeIdleTimeout closes a tunnel after this long without a byte in
+	// either direction, from 1s to 24h. Default (and 0s): 1h.
+	UpgradeIdleTimeout *Duration `yaml:"upgradeIdleTimeout,omitempty"`
 }
 
 // Backend is one weighted cluster of a Forward.

@@ -319,6 +319,7 @@ func (v *validator) forward(f func(string, string), p string, r *RouteRule, ns s
 	if fw.MaxRequestBodyBytes != nil && *fw.MaxRequestBodyBytes < 0 {
 		f(p+".maxRequestBodyBytes", "must not be negative")
 	}
+	v.upgrades(f, p, fw, ns, clusters)
 }
 
 func (v *validator) redirect(f func(string, string), p string, r *RouteRule) {

@@ -37,6 +37,12 @@ type guardConn struct {
 	reported bool
 	srv      *Server
 	closed   sync.Once
+
+	// Set when a handler hijacks the connection (an upgrade): it stays in the
+	// listener's accounting until closed. hjDone is closed by Close.
+	hjMu     sync.Mutex
+	hjDone   chan struct{}
+	isClosed bool
 }
 
 // tlsGuardConn is a guardConn over a *tls.Conn. Its ConnectionState method makes
@@ -119,14 +125,41 @@ func (g *guardConn) fail() (int, error) {
 	return 0, g.bad
 }
 
-// hijacked is called from http.Server.ConnState: from now on the handler owns the
-// byte stream, which is no longer HTTP/1.
-func (g *guardConn) hijacked() { g.pass.Store(true) }
+// hijacked is called when a handler takes the connection over (from h1's
+// OnHijack, or http.Server.ConnState for net/http): from now on the handler owns
+// the byte stream, which is no longer HTTP/1.
+func (g *guardConn) hijacked() {
+	g.pass.Store(true)
+	g.hjMu.Lock()
+	if g.hjDone == nil {
+		g.hjDone = make(chan struct{})
+		if g.isClosed {
+			close(g.hjDone)
+		}
+	}
+	g.hjMu.Unlock()
+}
+
+// hijackDone returns a channel closed when the hijacked connection is closed,
+// or nil if it was not hijacked.
+func (g *guardConn) hijackDone() <-chan struct{} {
+	g.hjMu.Lock()
+	defer g.hjMu.Unlock()
+	return g.hjDone
+}
 
 // Close implements net.Conn and releases the connection's place in the limit.
 func (g *guardConn) Close() error {
 	err := g.Conn.Close()
-	g.closed.Do(g.srv.release)
+	g.closed.Do(func() {
+		g.srv.release()
+		g.hjMu.Lock()
+		g.isClosed = true
+		if g.hjDone != nil {
+			close(g.hjDone)
+		}
+		g.hjMu.Unlock()
+	})
 	return err
 }
 

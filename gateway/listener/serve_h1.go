@@ -21,6 +21,12 @@ import (
 // The trade-off, as in h1's README: a client that goes away while the handler
 // waits on an upstream is noticed after h1's WatchAfter (200ms) by a lazy
 // watcher, not at once.
+//
+// A handler may hijack a connection for a protocol upgrade (WebSocket): h1 tells
+// the guard (OnHijack), which then passes the bytes unjudged. The connection
+// stays in h1Conns until it is closed, also when the handler returned and kept
+// it, so that a graceful shutdown closes tunnels when its grace period ends and
+// the connection limit counts them while they are open.
 
 // h1Conns tracks the connections h1.ServeConn is serving, for graceful shutdown.
 type h1Conns struct {
@@ -47,7 +53,21 @@ func (s *Server) h1Options() *h1.Options {
 		IdleTimeout:       s.limits.IdleTimeout,
 		ConnContext:       connContext,
 		Logger:            s.log,
+		OnHijack:          onHijack,
 	}
+}
+
+// onHijack tells the framing guard that the connection is no longer HTTP/1.
+func onHijack(c net.Conn) {
+	if g := guardOf(c); g != nil {
+		g.hijacked()
+	}
+}
+
+// isHijacked reports whether a handler took c over.
+func isHijacked(c net.Conn) bool {
+	g := guardOf(c)
+	return g != nil && g.hijackDone() != nil
 }
 
 // serveH1 serves one HTTP/1.x connection until it ends. It runs on its own
@@ -91,6 +111,42 @@ func (s *Server) serveH1(c net.Conn) {
 		// the count serveHTTP makes for net/http's connections is not made again.
 		s.serve(w, r)
 	}), &o)
+	if g := guardOf(c); g != nil {
+		if done := g.hijackDone(); done != nil {
+			// The handler returned and kept the hijacked connection: it
+			// stays tracked (closeH1 closes it) until whoever has it closes it.
+			<-done
+		}
+	}
+}
+
+// trackHijacked keeps a connection net/http handed to a handler (h2c
+// listeners) in the shutdown accounting until it is closed, as serveH1 does
+// for h1's.
+func (s *Server) trackHijacked(g *guardConn) {
+	t := &s.h1
+	hc := &h1Conn{c: g}
+	t.mu.Lock()
+	if t.conns == nil {
+		t.conns = map[*h1Conn]struct{}{}
+	}
+	t.conns[hc] = struct{}{}
+	// During a shutdown the wait group may be waited on already, and must not
+	// grow from zero then; closeH1 still finds the connection in conns.
+	counted := !t.closing
+	if counted {
+		t.wg.Add(1)
+	}
+	t.mu.Unlock()
+	go func() {
+		<-g.hijackDone()
+		t.mu.Lock()
+		delete(t.conns, hc)
+		t.mu.Unlock()
+		if counted {
+			t.wg.Done()
+		}
+	}()
 }
 
 func guardOf(c net.Conn) *guardConn {
@@ -118,7 +174,8 @@ func h1EventKind(kind string) string {
 
 // shutdownH1 lets in-flight requests finish (their responses close the
 // connection), closes idle connections at once, and returns when all are gone or
-// ctx ends, closing what is left then.
+// ctx ends, closing what is left then: tunnels of hijacked connections (upgrades)
+// carry on until then.
 func (s *Server) shutdownH1(ctx context.Context) error {
 	t := &s.h1
 	t.shutting.Store(true)
@@ -132,7 +189,7 @@ func (s *Server) shutdownH1(ctx context.Context) error {
 	for {
 		t.mu.Lock()
 		for hc := range t.conns {
-			if hc.active.Load() == 0 {
+			if hc.active.Load() == 0 && !isHijacked(hc.c) {
 				// Idle (or between requests): fail its wait for the next request.
 				hc.c.SetReadDeadline(aLongTimeAgo)
 			}

@@ -268,7 +268,8 @@ func (s *Server) Addr() net.Addr {
 
 // Shutdown stops accepting, lets requests in flight finish (HTTP/2 clients get a
 // GOAWAY), closes idle connections and returns when all are closed or when ctx
-// ends, with ctx's error. Hijacked connections are their handler's to close.
+// ends, with ctx's error. Hijacked HTTP/1 connections (upgrades, such as
+// WebSocket tunnels) are left alone until ctx ends, and closed then.
 //
 // With SO_REUSEPORT, connections the kernel queued on this socket but that were
 // not accepted yet are reset when it closes; a rebinding caller should start the
@@ -387,11 +388,9 @@ func (s *Server) release() { s.open.Add(-1) }
 func (s *Server) connState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateHijacked:
-		switch g := c.(type) {
-		case *guardConn:
+		if g := guardOf(c); g != nil {
 			g.hijacked()
-		case *tlsGuardConn:
-			g.hijacked()
+			s.trackHijacked(g)
 		}
 	case http.StateClosed:
 		if _, ok := c.(*tls.Conn); ok {

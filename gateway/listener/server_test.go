@@ -419,51 +419,6 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-// TestHijackedStreamNotJudged runs on an H2C listener, whose HTTP/1.1 connections
-// net/http serves (hijack is supported there); HTTP listeners serve HTTP/1.1 with
-// the h1 loop, which does not hijack (see TestHijackNotSupportedOnHTTP).
-func TestHijackedStreamNotJudged(t *testing.T) {
-	s, ev := start(t, config.ListenerSpec{Protocol: config.ProtocolH2C}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
-			io.WriteString(w, "plain")
-			return
-		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer c.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
-		buf := make([]byte, 64)
-		n, _ := io.ReadAtLeast(brw, buf, len(tunnelBytes))
-		c.Write(buf[:n])
-	}))
-	c := dial(t, s.Addr())
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-	br := bufio.NewReader(c)
-	res, err := http.ReadResponse(br, nil)
-	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("%v %v", res, err)
-	}
-	io.WriteString(c, tunnelBytes)
-	got := make([]byte, len(tunnelBytes))
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != tunnelBytes {
-		t.Fatalf("echo %q, %v", got, err)
-	}
-	if evs := ev.all(); len(evs) != 0 {
-		t.Fatalf("events %q", evs)
-	}
-
-	// An upgrade the handler refuses leaves the connection HTTP/1, still judged.
-	c2 := dial(t, s.Addr())
-	got2 := exchange(t, c2, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: other\r\n\r\n"+smuggle)
-	if !strings.HasPrefix(got2, "HTTP/1.1 200 ") || !strings.Contains(got2, "HTTP/1.1 400 ") {
-		t.Fatalf("refused upgrade then smuggling: %q", got2)
-	}
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -489,19 +444,4 @@ func TestChunkFramingRefusedMidBody(t *testing.T) {
 		t.Fatalf("body error %v", err)
 	}
 	ev.wait(t, KindAmbiguousFraming)
-}
-
-func TestHijackNotSupportedOnHTTP(t *testing.T) {
-	s, _ := start(t, config.ListenerSpec{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			t.Error("hijack succeeded on the h1 loop")
-		}
-		w.WriteHeader(http.StatusNotImplemented)
-	}))
-	c := dial(t, s.Addr())
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil || res.StatusCode != http.StatusNotImplemented {
-		t.Fatalf("%v %v", res, err)
-	}
 }

@@ -132,6 +132,27 @@ func (t *codeTable[T]) slot(code int) *atomic.Pointer[T] {
 	return &blk[code%100]
 }
 
+// each calls f with the code label and value of every filled slot.
+func (t *codeTable[T]) each(f func(code string, v *T)) {
+	if v := t.zero.Load(); v != nil {
+		f("0", v)
+	}
+	if v := t.other.Load(); v != nil {
+		f("other", v)
+	}
+	for i := range t.classes {
+		blk := t.classes[i].Load()
+		if blk == nil {
+			continue
+		}
+		for j := range blk {
+			if v := blk[j].Load(); v != nil {
+				f(strconv.Itoa((i+1)*100+j), v)
+			}
+		}
+	}
+}
+
 // fill stores v in an empty slot, or returns what a concurrent filler stored.
 func fill[T any](p *atomic.Pointer[T], v *T) *T {
 	if p.CompareAndSwap(nil, v) {
@@ -162,6 +183,7 @@ type RouteStats struct {
 	duration           prometheus.Observer
 	bytesIn, bytesOut  prometheus.Counter
 	codes              codeTable[routeCode]
+	holders            int // references taken and not released; guarded by Observer.statsMu
 }
 
 type routeCode struct {
@@ -171,25 +193,23 @@ type routeCode struct {
 
 // Route returns the metrics of requests served by route on listener and forwarded
 // to cluster (empty for redirects and direct responses). Call it at config compile
-// time; the same arguments return the same *RouteStats, so series and their
-// pre-resolved handles survive a reload.
+// time; the same arguments return the same *RouteStats while it is held, so series
+// and their pre-resolved handles survive a reload. A handle taken here is held for
+// the Observer's lifetime; a config snapshot takes its handles through a Lease
+// instead, so that the series of what a reload removed go with it.
 func (o *Observer) Route(listener, route, cluster string) *RouteStats {
-	k := routeKey{listener, route, cluster}
-	o.statsMu.Lock()
-	defer o.statsMu.Unlock()
-	if s, ok := o.routes[k]; ok {
-		return s
-	}
-	s := &RouteStats{
+	return o.holdRoute(listener, route, cluster)
+}
+
+func (o *Observer) newRouteStats(k routeKey) *RouteStats {
+	return &RouteStats{
 		key:      k,
 		requests: o.m.requests,
 		failures: o.m.failures,
-		duration: o.m.duration.WithLabelValues(listener, route, cluster),
-		bytesIn:  o.m.bytesIn.WithLabelValues(listener, route, cluster),
-		bytesOut: o.m.bytesOut.WithLabelValues(listener, route, cluster),
+		duration: o.m.duration.WithLabelValues(k.listener, k.route, k.cluster),
+		bytesIn:  o.m.bytesIn.WithLabelValues(k.listener, k.route, k.cluster),
+		bytesOut: o.m.bytesOut.WithLabelValues(k.listener, k.route, k.cluster),
 	}
-	o.routes[k] = s
-	return s
 }
 
 // Done records one answered request: its status code, its whole latency and the
@@ -233,25 +253,24 @@ type UpstreamStats struct {
 	duration prometheus.Observer
 	retries  prometheus.Counter
 	codes    codeTable[prometheus.Counter]
+	holders  int // references taken and not released; guarded by Observer.statsMu
 }
 
 // Upstream returns the metrics of one cluster. Call it when the cluster is built;
-// the same name returns the same *UpstreamStats.
+// the same name returns the same *UpstreamStats while it is held. Like Route, a
+// handle taken here is held for the Observer's lifetime; see Lease.
 func (o *Observer) Upstream(cluster string) *UpstreamStats {
-	o.statsMu.Lock()
-	defer o.statsMu.Unlock()
-	if s, ok := o.upstreams[cluster]; ok {
-		return s
-	}
-	s := &UpstreamStats{
+	return o.holdUpstream(cluster)
+}
+
+func (o *Observer) newUpstreamStats(cluster string) *UpstreamStats {
+	return &UpstreamStats{
 		cluster:  cluster,
 		requests: o.m.upRequests,
 		errors:   o.m.upErrors,
 		duration: o.m.upDuration.WithLabelValues(cluster),
 		retries:  o.m.upRetries.WithLabelValues(cluster),
 	}
-	o.upstreams[cluster] = s
-	return s
 }
 
 // Done records one upstream attempt that got a response with this status code.
@@ -302,12 +321,6 @@ func (o *Observer) EndpointHealth(cluster, addr string, healthy bool) {
 	}
 	o.m.endpointHealthy.WithLabelValues(cluster, addr).Set(0)
 	o.log.Warn("endpoint unhealthy", "event", "upstream", "cluster", cluster, "endpoint", addr)
-}
-
-// EndpointRemoved forgets an endpoint that left its cluster (DNS change, reload),
-// so that its health series does not linger.
-func (o *Observer) EndpointRemoved(cluster, addr string) {
-	o.m.endpointHealthy.DeleteLabelValues(cluster, addr)
 }
 
 // Ejected records an outlier ejection of an endpoint.

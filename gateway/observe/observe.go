@@ -8,7 +8,9 @@
 // tracer providers, so a test (or a second gateway in one process) makes its own and
 // reads what it produced. The hot path is paid for at config compile time: Route and
 // Upstream resolve every label once, and RouteStats.Done then does no map lookup,
-// no label hashing and no allocation.
+// no label hashing and no allocation. A config holds its handles through a Lease;
+// when no config holds a route's, cluster's or endpoint's handle any more, its
+// series are deleted (lifecycle.go), so /metrics follows the running config.
 //
 // It is not for deciding anything: no request is refused, delayed or changed here.
 // Limits, policies and retries belong to the packages that apply them; they only
@@ -78,9 +80,13 @@ type Observer struct {
 	version  string     // the running config version, for portcullis_config_info
 	retiring sync.WaitGroup
 
-	statsMu   sync.Mutex // guards the caches below; taken at compile time only
+	// statsMu guards the handle caches and their holder counts (lifecycle.go).
+	// It is taken when a config is compiled or closed, and on endpoint changes;
+	// never per request.
+	statsMu   sync.Mutex
 	routes    map[routeKey]*RouteStats
 	upstreams map[string]*UpstreamStats
+	holders
 
 	secLimit logLimiter
 }
@@ -118,6 +124,7 @@ func New(opts Options) *Observer {
 		reg:       opts.Registry,
 		routes:    make(map[routeKey]*RouteStats),
 		upstreams: make(map[string]*UpstreamStats),
+		holders:   newHolders(),
 	}
 	if opts.AccessLogger != nil {
 		o.access = opts.AccessLogger.With("role", opts.Role, "node", opts.Node)

@@ -2,7 +2,9 @@
 // outbound request (hop-by-hop fields dropped, X-Forwarded-* set, rewrites), picks
 // an endpoint through the cluster's load balancer and circuit breaker, applies
 // timeouts and retries (with backoff, a retry budget and idempotency rules), and
-// streams the response back with its trailers.
+// streams the response back with its trailers, or, for a protocol upgrade the
+// rule allows (WebSocket), relays the 101 and tunnels the connection (upgrade.go,
+// tunnel.go).
 //
 // It is not for routing (gateway/route), for choosing endpoints (gateway/upstream)
 // or for holding connections (gateway/transport).
@@ -39,6 +41,9 @@ type Info struct {
 	Upstream string // endpoint address of the last attempt
 	Attempts int
 	Reason   string // why the request failed, if it did
+	// Set when the request became a tunnel (a 101 to an upgrade): the bytes
+	// it carried from the client and to the client.
+	TunnelBytesIn, TunnelBytesOut int64
 }
 
 type infoKey struct{}
@@ -62,6 +67,7 @@ type Upstream struct {
 	Stats   Stats
 	active  atomic.Int64
 	retries atomic.Int64
+	tunnels atomic.Int64 // open upgraded connections (upgrade.go)
 }
 
 // Stats receives one sample per upstream attempt. Nil-safe implementations only.
@@ -91,6 +97,8 @@ type Forwarder struct {
 	regex       *regexp.Regexp
 	regexSub    string
 	inject      func(context.Context, http.Header)
+	upgrades    []string      // protocols tunnelled (upgrade.go); nil: none
+	upgradeIdle time.Duration // idle timeout of those tunnels
 }
 
 // SetInjector sets the function that writes trace context (traceparent) into the
@@ -123,6 +131,13 @@ func NewForwarder(fw *config.Forward, backends []Backend, matchedPrefix string, 
 		f.maxBody = *fw.MaxRequestBodyBytes
 	}
 	f.retry = newRetryPolicy(fw.Retry)
+	if len(fw.Upgrades) > 0 {
+		f.upgrades = fw.Upgrades
+		f.upgradeIdle = DefaultUpgradeIdleTimeout
+		if d := fw.UpgradeIdleTimeout; d != nil && d.D() > 0 {
+			f.upgradeIdle = d.D()
+		}
+	}
 	if rw := fw.Rewrite; rw != nil {
 		f.hostRewrite = rw.Host
 		f.newPrefix = rw.Prefix
@@ -191,7 +206,17 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 			body = limited
 		}
 	}
+	offer := ""
+	if f.upgrades != nil && body == nil {
+		offer = f.upgradeOffer(w, r)
+	}
 	out := f.outbound(r, info, body)
+	if offer != "" {
+		// Connection and Upgrade are hop-by-hop, dropped by outbound; an
+		// upgrade this rule tunnels asks the upstream for the same switch.
+		out.Header["Connection"] = connectionUpgrade
+		out.Header["Upgrade"] = []string{offer}
+	}
 	if f.inject != nil {
 		f.inject(r.Context(), out.Header)
 	}
@@ -257,6 +282,15 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 				return &filter.Error{Status: http.StatusRequestEntityTooLarge, Reason: "body_too_large"}
 			}
 			return f.failure(r, info, cond, err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			// Runs the tunnel: the handshake's timeouts no longer apply.
+			cond, err = f.switchProtocols(w, resp, info, up, offer, up.StickyCookie(ep, r))
+			ep.End(cond.result())
+			if tryCancel != nil {
+				tryCancel()
+			}
+			return err
 		}
 		err = copyResponse(w, resp, up.StickyCookie(ep, r))
 		if err != nil && r.Context().Err() != nil {

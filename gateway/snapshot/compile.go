@@ -38,6 +38,9 @@ func Compile(set *config.Set, version string, prev *Snapshot, deps Deps) (*Snaps
 		specs:     map[string]config.ClusterSpec{},
 		deps:      deps,
 	}
+	if deps.Observer != nil {
+		s.stats = deps.Observer.NewLease()
+	}
 	if len(set.Telemetry) > 0 {
 		s.Telemetry = set.Telemetry[0].Spec
 	}
@@ -54,6 +57,7 @@ func Compile(set *config.Set, version string, prev *Snapshot, deps Deps) (*Snaps
 		if prev != nil {
 			if pe, found := prev.upstreams[key]; found && pe.digest == digest {
 				s.upstreams[key] = pe
+				s.stats.Upstream(key) // hold its series too: prev releases its own
 				continue
 			}
 		}
@@ -165,7 +169,7 @@ func (s *Snapshot) newUpstream(key string, o *config.Object[config.ClusterSpec])
 	}
 	up := &proxy.Upstream{Cluster: c}
 	if s.deps.Observer != nil {
-		up.Stats = s.deps.Observer.Upstream(key)
+		up.Stats = s.stats.Upstream(key)
 	}
 	return up, nil
 }
@@ -302,7 +306,7 @@ func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*comp
 		if len(o.Spec.Listeners) > 0 {
 			l = o.Meta.Namespace + "/" + o.Spec.Listeners[0]
 		}
-		cr.stats = s.deps.Observer.Route(l, name, cr.cluster)
+		cr.stats = s.stats.Route(l, name, cr.cluster)
 	}
 	return cr, nil
 }

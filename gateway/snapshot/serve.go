@@ -64,7 +64,7 @@ func (s *Snapshot) newListenerHandler(key string, o *config.Object[config.Listen
 		log:     s.deps.Logger,
 	}
 	if h.obs != nil {
-		h.noRoute = h.obs.Route(key, "", "")
+		h.noRoute = s.stats.Route(key, "", "")
 	}
 	// Rules with a forward action take the listener's body limit unless they set one.
 	return h, nil
@@ -191,8 +191,14 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 		code = http.StatusOK
 	}
 	dur := time.Since(x.info.Start)
+	bytesIn, bytesOut := max(r.ContentLength, 0), x.rec.bytes
+	if code == http.StatusSwitchingProtocols {
+		// An upgrade is recorded when its tunnel ends: its life, and the bytes
+		// it carried each way.
+		bytesIn, bytesOut = x.info.TunnelBytesIn, x.info.TunnelBytesOut
+	}
 	if stats != nil {
-		stats.Done(code, dur, r.ContentLength, x.rec.bytes)
+		stats.Done(code, dur, bytesIn, bytesOut)
 	}
 	if h.obs != nil && h.obs.AccessEnabled(code) {
 		// Request headers go into the record of a failed request only: they are
@@ -204,8 +210,8 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 		}
 		h.obs.Access(&observe.AccessRecord{
 			Time: x.info.Start, Remote: x.info.ClientIP.String(), Method: r.Method, Host: r.Host,
-			Path: r.URL.RequestURI(), Proto: r.Proto, Status: code, BytesIn: max(r.ContentLength, 0),
-			BytesOut: x.rec.bytes, Duration: dur, Route: x.info.Route, Cluster: x.info.Cluster,
+			Path: r.URL.RequestURI(), Proto: r.Proto, Status: code, BytesIn: bytesIn,
+			BytesOut: bytesOut, Duration: dur, Route: x.info.Route, Cluster: x.info.Cluster,
 			Upstream: x.info.Upstream, TraceID: observe.TraceID(r.Context()), Reason: x.info.Reason,
 			UserAgent: r.UserAgent(), Referer: r.Referer(), Headers: headers, Identity: peerIdentity(r),
 		})
@@ -286,7 +292,8 @@ type recorder struct {
 }
 
 func (rw *recorder) WriteHeader(code int) {
-	if !rw.wroteHeader && code >= 200 {
+	// 101 is final for this exchange: the connection changes protocol after it.
+	if !rw.wroteHeader && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		rw.wroteHeader = true
 		rw.status = code
 	}

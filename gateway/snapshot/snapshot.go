@@ -58,6 +58,7 @@ type Snapshot struct {
 	specs     map[string]config.ClusterSpec
 	closers   []io.Closer
 	deps      Deps
+	stats     *observe.Lease // the metric handles it uses; nil without an Observer
 
 	inflight  atomic.Int64
 	retired   atomic.Bool
@@ -142,6 +143,9 @@ func (s *Snapshot) closeExcept(keep *Snapshot) {
 		}
 		e.up.Close()
 	}
+	// Last, once nothing records into them: the metric series of routes and
+	// clusters that no other snapshot holds (keep took its own) are deleted.
+	s.stats.Release()
 }
 
 // Close closes everything the snapshot holds (at shutdown).
@@ -180,6 +184,16 @@ func (s *Snapshot) Clusters() map[string]*upstream.Cluster {
 	out := make(map[string]*upstream.Cluster, len(s.upstreams))
 	for k, e := range s.upstreams {
 		out[k] = e.up.Cluster
+	}
+	return out
+}
+
+// OpenTunnels returns the upgraded connections (WebSocket and the like) open
+// now to each of the snapshot's clusters, by "namespace/name".
+func (s *Snapshot) OpenTunnels() map[string]int64 {
+	out := make(map[string]int64, len(s.upstreams))
+	for k, e := range s.upstreams {
+		out[k] = e.up.OpenTunnels()
 	}
 	return out
 }

@@ -192,7 +192,10 @@ func (pc *h1Conn) roundTrip(req *http.Request) (resp *http.Response, err error) 
 			break
 		}
 	}
-	reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return pc.switched(resp, stop, bodyErr)
+	}
+	reusable := !resp.Close && !req.Close
 	b := &h1Body{pc: pc, rc: resp.Body, stop: stop, bodyErr: bodyErr, reusable: reusable}
 	if resp.Body == http.NoBody {
 		b.finish(true)

@@ -60,6 +60,8 @@ type Pool interface {
 	// RoundTrip sends req to the endpoint. req.URL.Host is ignored: the pool's
 	// address is dialled; req.Host is sent as the Host header. The caller must close
 	// the response body; a body read to EOF returns the connection to the pool.
+	// For a 101 (Switching Protocols, HTTP1 only) the body is the connection
+	// itself, an io.ReadWriteCloser out of the pool (see upgrade.go).
 	RoundTrip(req *http.Request) (*http.Response, error)
 	// Close closes idle connections and refuses new requests; in-flight ones finish.
 	Close() error

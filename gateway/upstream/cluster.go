@@ -41,8 +41,11 @@ var _ Resolver = (*net.Resolver)(nil)
 
 // Observer receives the events that metrics count. Calls come from request
 // goroutines (BreakerOverflow, Ejected) and background goroutines
-// (EndpointHealth), so implementations must be safe for concurrent use and cheap.
-// Embed NopObserver to stay compatible when methods are added.
+// (EndpointHealth, the endpoint changes of a DNS refresh), so implementations must
+// be safe for concurrent use and cheap. The events of one endpoint arrive in
+// order, under the cluster's lock: EndpointAdded first, EndpointRemoved last, and
+// nothing about it after that. Embed NopObserver to stay compatible when methods
+// are added.
 type Observer interface {
 	// EndpointHealth reports a change of an endpoint's active health-check state.
 	EndpointHealth(cluster, addr string, healthy bool)
@@ -51,6 +54,14 @@ type Observer interface {
 	// BreakerOverflow reports a request refused by a circuit-breaker limit; limit
 	// is the circuitBreaker field name (LimitRequests, ...).
 	BreakerOverflow(cluster, limit string)
+	// EndpointAdded reports an endpoint joining the cluster: a static one in New,
+	// a discovered one when a DNS answer brings it.
+	EndpointAdded(cluster, addr string)
+	// EndpointRemoved reports an endpoint leaving the cluster: dropped from a DNS
+	// answer, or at Close. Every added endpoint is removed exactly once, so an
+	// observer may count the cluster objects holding an address (a rebuilt
+	// cluster and the one it replaces share a name and often their addresses).
+	EndpointRemoved(cluster, addr string)
 }
 
 // NopObserver ignores every event.
@@ -66,6 +77,12 @@ func (NopObserver) Ejected(string, string) {}
 
 // BreakerOverflow does nothing.
 func (NopObserver) BreakerOverflow(string, string) {}
+
+// EndpointAdded does nothing.
+func (NopObserver) EndpointAdded(string, string) {}
+
+// EndpointRemoved does nothing.
+func (NopObserver) EndpointRemoved(string, string) {}
 
 // ProbeFunc sends one active health-check request for path to ep and returns the
 // response status. ctx carries the check's timeout.
@@ -202,8 +219,11 @@ func New(name string, spec config.ClusterSpec, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+// newEndpoint makes the endpoint for addr and reports it added. c.mu must be held
+// once the cluster is shared (New's endpoints are made before).
 func (c *Cluster) newEndpoint(addr string, weight int) *Endpoint {
 	ep := &Endpoint{Addr: addr, Weight: weight, c: c}
+	c.obs.EndpointAdded(c.name, addr)
 	if c.sticky != nil {
 		ep.stickyID = c.sticky.endpointID(addr)
 	}
@@ -248,6 +268,9 @@ func (c *Cluster) Close() {
 			c.cancel()
 		}
 		eps := c.all
+		for _, ep := range eps {
+			c.obs.EndpointRemoved(c.name, ep.Addr)
+		}
 		c.mu.Unlock()
 		c.wg.Wait()
 		for _, ep := range eps {

@@ -82,6 +82,7 @@ func (c *Cluster) apply(addrs []string) {
 			ep.stopCheck()
 		}
 		c.forgetLocked(ep)
+		c.obs.EndpointRemoved(c.name, ep.Addr)
 		gone = append(gone, ep)
 	}
 	if added == 0 && len(gone) == 0 {

@@ -166,13 +166,15 @@ func (c *Cluster) setHealth(ep *Endpoint, healthy bool, cause error) {
 		ep.flags.Or(flagUnhealthy)
 	}
 	c.rebuildLocked()
+	// Reported under the lock, so that a removal of ep (DNS, Close) cannot come
+	// between the check above and the report, and leave a series behind it.
+	c.obs.EndpointHealth(c.name, ep.Addr, healthy)
 	c.mu.Unlock()
 	if healthy {
 		c.log.Info("endpoint healthy", "addr", ep.Addr)
 	} else {
 		c.log.Warn("endpoint unhealthy", "addr", ep.Addr, "err", cause)
 	}
-	c.obs.EndpointHealth(c.name, ep.Addr, healthy)
 }
 
 // jitter returns d ± 10%, chosen by r.

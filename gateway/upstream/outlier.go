@@ -72,10 +72,10 @@ func (c *Cluster) eject(e *Endpoint) {
 	e.flags.Or(flagEjected)
 	od.ejected.Add(1)
 	n := e.ejections
+	c.obs.Ejected(c.name, e.Addr) // under the lock, as setHealth's report
 	c.mu.Unlock()
 
 	c.log.Warn("endpoint ejected", "addr", e.Addr, "for", d, "ejections", n)
-	c.obs.Ejected(c.name, e.Addr)
 	c.rebuildAsync()
 }
 

@@ -15,8 +15,11 @@
 // versions, transfer codings, the header size limit), answering with the same
 // status codes at the same points.
 //
-// Not supported: http.Hijacker (and therefore Upgrade and CONNECT tunnels),
-// HTTP/2 (including h2c and the "PRI *" preface) and http.CloseNotifier.
+// The ResponseWriter is an http.Hijacker, for protocol upgrades such as
+// WebSocket: bytes the server has read past the request head are handed over,
+// the connection leaves the keep-alive loop, and ServeConn returns without
+// closing it (Options.OnHijack tells the caller). Not supported: HTTP/2
+// (including h2c and the "PRI *" preface) and http.CloseNotifier.
 //
 // A client that goes away is noticed when a write to it fails, when the handler
 // reads the request body, or, while the handler waits on something else (a

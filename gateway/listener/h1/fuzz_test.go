@@ -43,6 +43,7 @@ func (c *eofConn) Read(p []byte) (int, error) {
 type fuzzHandler struct {
 	mu      sync.Mutex
 	methods []string
+	tunnel  *string // what the client sent after an upgrade, echoed back
 }
 
 func (f *fuzzHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -80,6 +81,23 @@ func (f *fuzzHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "some")
 	case strings.HasPrefix(p, "/x"):
 		h.Set("Connection", "close")
+	case strings.HasPrefix(p, "/u"):
+		// An upgrade: the rest of the stream is echoed back as it is.
+		h.Set("Upgrade", "echo")
+		h.Set("Connection", "Upgrade")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(brw)
+		conn.Write(b)
+		s := string(b)
+		f.mu.Lock()
+		f.tunnel = &s
+		f.mu.Unlock()
 	case strings.HasPrefix(p, "/d"):
 		http.NewResponseController(w).EnableFullDuplex()
 		io.WriteString(w, "duplex")
@@ -101,8 +119,11 @@ func FuzzServeConn(f *testing.F) {
 		if strings.Contains(logs.String(), "level=ERROR") {
 			t.Fatalf("server error: %s", logs)
 		}
-		if err := checkResponses(out, fh.methods); err != nil {
+		if err := checkResponses(out, fh.methods, fh.tunnel); err != nil {
 			t.Fatalf("%v\ninput: %q\noutput: %q", err, data, out)
+		}
+		if fh.tunnel != nil && !bytes.HasSuffix(data, []byte(*fh.tunnel)) {
+			t.Fatalf("the upgraded stream %q is not the end of the input %q", *fh.tunnel, data)
 		}
 	})
 }
@@ -149,8 +170,10 @@ func serveFuzz(t *testing.T, data []byte, chunk int, h http.Handler, logs io.Wri
 // checkResponses checks that out is a well-framed sequence of responses: one
 // final response per request the handler served, in order, among which only
 // 1xx and responses of the server itself (no X-Seq: OPTIONS *, 417, errors),
-// and nothing after the last.
-func checkResponses(out []byte, methods []string) error {
+// and nothing after the last. A 101 of the handler is the last response: what
+// follows is the echo of the upgraded stream (tunnel; nil if the handler could
+// not hijack).
+func checkResponses(out []byte, methods []string, tunnel *string) error {
 	r := bytes.NewReader(out)
 	br := bufio.NewReaderSize(r, 64<<10)
 	next := 0
@@ -175,6 +198,20 @@ func checkResponses(out []byte, methods []string) error {
 		}
 		if _, err := io.ReadAll(resp.Body); err != nil {
 			return fmt.Errorf("response %d body: %v", seq, err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols && seq >= 0 {
+			rest := out[len(out)-r.Len()-br.Buffered():]
+			want := ""
+			if tunnel != nil {
+				want = *tunnel
+			}
+			if string(rest) != want {
+				return fmt.Errorf("after the 101: %q, want the echo %q", rest, want)
+			}
+			if seq != next || seq != len(methods)-1 {
+				return fmt.Errorf("101 answers request %d of %d, want the last", seq, len(methods))
+			}
+			return nil
 		}
 		if resp.StatusCode/100 == 1 {
 			continue
@@ -203,13 +240,15 @@ func TestFuzzSeeds(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X: y\r\n", 20) + "\r\n",
 		"GET /e HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
 		"GET / HTTP/1.1\r\nHost: a\r\nExpect: nope\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /u HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n\x81\x05hello GET / HTTP/1.1\r\n\r\n",
+		"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nUpgrade: echo\r\n\r\nabcdef",
 	}
 	for i, in := range inputs {
 		for _, chunk := range []int{0, 1, 7} {
 			logs := &safeBuffer{}
 			fh := &fuzzHandler{}
 			out := serveFuzz(t, []byte(in), chunk, fh, logs)
-			if err := checkResponses(out, fh.methods); err != nil || strings.Contains(logs.String(), "level=ERROR") {
+			if err := checkResponses(out, fh.methods, fh.tunnel); err != nil || strings.Contains(logs.String(), "level=ERROR") {
 				t.Errorf("input %d chunk %d: %v %s\n%q", i, chunk, err, logs, out)
 			}
 		}

@@ -50,6 +50,10 @@ func (c *conn) serveRequest(req *http.Request) bool {
 	h.ServeHTTP(w, r)
 	c.stopWatch()
 	cancel()
+	if c.hijacked {
+		c.cur = nil
+		return false
+	}
 	w.finish()
 
 	keep, linger := w.reusable(), w.lingerAfter

@@ -28,7 +28,8 @@ var errFinished = errors.New("h1: response used after the handler returned")
 type response struct {
 	c        *conn
 	s        *scratch    // nil once finished
-	finished atomic.Bool // the handler returned: a late call must not touch s
+	finished atomic.Bool // the handler returned or hijacked: a late call must not touch s
+	hijacked bool        // set before finished
 	req      *http.Request
 	body     *reqBody // nil when the request has no body
 	cancel   context.CancelFunc
@@ -76,6 +77,9 @@ func (w *response) Header() http.Header { return w.header }
 // sent at once (e.g. 103 Early Hints, RFC 8297) and may be repeated.
 func (w *response) WriteHeader(code int) {
 	if w.finished.Load() {
+		if w.hijacked {
+			w.misuse("WriteHeader on a hijacked connection", "status", code)
+		}
 		return
 	}
 	if w.wroteHeader {
@@ -96,9 +100,9 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	if code == http.StatusSwitchingProtocols {
-		// Upgrades need a hijack, which is not supported: the 101 goes out as
-		// the handler wrote it and the connection ends after it.
-		w.misuse("101 Switching Protocols without hijacking support; closing the connection")
+		// The handler is expected to Hijack next (the 101 goes out then). If
+		// it returns instead, what the client sends next is not HTTP/1: the
+		// connection ends after the 101 (finish).
 		w.closeAfter = true
 	}
 	w.snapshot()
@@ -312,7 +316,7 @@ func (w *response) WriteString(s string) (int, error) { return w.write(nil, s, l
 
 func (w *response) write(p []byte, str string, n int) (int, error) {
 	if w.finished.Load() {
-		return 0, errFinished
+		return 0, w.doneErr()
 	}
 	if w.canContinue.Load() {
 		w.disableContinue()
@@ -420,7 +424,7 @@ func (w *response) Flush() { w.FlushError() }
 // for HTTP/1.0, delimited by the close) unless the handler set Content-Length.
 func (w *response) FlushError() error {
 	if w.finished.Load() {
-		return errFinished
+		return w.doneErr()
 	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
@@ -444,7 +448,7 @@ func (w *response) flushPending() {
 // SetReadDeadline is for http.ResponseController.
 func (w *response) SetReadDeadline(t time.Time) error {
 	if w.finished.Load() {
-		return errFinished
+		return w.doneErr()
 	}
 	w.c.rdl = rdlUser
 	return w.c.rwc.SetReadDeadline(t)
@@ -453,7 +457,7 @@ func (w *response) SetReadDeadline(t time.Time) error {
 // SetWriteDeadline is for http.ResponseController.
 func (w *response) SetWriteDeadline(t time.Time) error {
 	if w.finished.Load() {
-		return errFinished
+		return w.doneErr()
 	}
 	w.userWDL = true
 	return w.c.rwc.SetWriteDeadline(t)
@@ -483,6 +487,9 @@ type writerOnly struct{ io.Writer }
 // out yet, the buffered body, the last chunk and trailers, one flush.
 func (w *response) finish() {
 	w.handlerDone = true
+	if w.status == http.StatusSwitchingProtocols {
+		w.c.log.Warn("h1: 101 Switching Protocols written without a Hijack; closing the connection", "remote", w.c.remote)
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}

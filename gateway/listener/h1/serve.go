@@ -45,6 +45,12 @@ type Options struct {
 	OnError func(kind, detail string)
 	// Logger gets handler panics and handler misuse. Nil discards.
 	Logger *slog.Logger
+	// OnHijack, if not nil, is called with the connection given to ServeConn
+	// when a handler hijacks it (http.Hijacker), on the handler's goroutine,
+	// before Hijack returns. ServeConn returns without closing a hijacked
+	// connection once the handler returns; tracking it until it closes is the
+	// caller's.
+	OnHijack func(c net.Conn)
 	// WatchAfter is how long a handler may run, once the request body has
 	// been read to its end (or there is none), before the connection is
 	// watched for a client that goes away: a read of one byte that cancels
@@ -89,7 +95,8 @@ var errHeadTooLarge = errors.New("h1: request head too large")
 // ServeConn serves HTTP/1.x requests read from c with h until the connection
 // ends (the client closes it, a timeout, an error, a response that closes it),
 // then closes c. Requests are served one at a time, in order, on the calling
-// goroutine. o may be nil.
+// goroutine. o may be nil. A handler that hijacks c (see response.Hijack) ends
+// the loop: ServeConn returns when that handler does, and leaves c open.
 func ServeConn(c net.Conn, h http.Handler, o *Options) {
 	sc := &conn{rwc: c, h: h}
 	if o != nil {
@@ -138,6 +145,7 @@ type conn struct {
 	cur        *response
 	werr       error // first write error: the connection is dead
 	panicked   bool
+	hijacked   bool // a handler took the connection over (hijack.go)
 
 	// The disconnect watcher (watch.go). wmu guards the fields below but
 	// held and wbuf, which the watcher sets before it leaves wRunning and
@@ -314,8 +322,11 @@ func (c *conn) end() {
 			c.log.Error("h1: panic serving request", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(buf))
 		}
 	}
-	// Close first: a handler goroutine blocked reading the body returns.
-	c.rwc.Close()
+	// Close first: a handler goroutine blocked reading the body returns. A
+	// hijacked connection is the handler's.
+	if !c.hijacked {
+		c.rwc.Close()
+	}
 	c.stopWatch()
 	if w := c.cur; w != nil {
 		w.cancel()
