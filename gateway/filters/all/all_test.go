@@ -17,7 +17,7 @@ import (
 )
 
 func TestEveryFilterIsRegistered(t *testing.T) {
-	for _, typ := range []string{"authz", "cors", "fault", "grpcweb", "headers", "jwks", "jwt", "mirror", "oidc", "ratelimit", "restbridge", "tokenmint", "transcode"} {
+	for _, typ := range []string{"authz", "cors", "credexchange", "fault", "grpcweb", "headers", "jwks", "jwt", "mirror", "oidc", "ratelimit", "restbridge", "tokenmint", "transcode"} {
 		if _, ok := filter.Lookup(typ); !ok {
 			t.Errorf("filter type %q is not registered by package all (have %v)", typ, filter.Types())
 		}
