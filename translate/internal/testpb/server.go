@@ -89,6 +89,10 @@ func (s *Server) lookup(ctx context.Context, name string) (*Book, error) {
 	case strings.HasSuffix(name, "/slow"):
 		select {
 		case <-ctx.Done():
+			// Answer late, so that the caller's own deadline always fires first
+			// and what it reports does not depend on which of two equal timers
+			// wins (the server's answer would carry its metadata).
+			time.Sleep(300 * time.Millisecond)
 			return nil, status.FromContextError(ctx.Err()).Err()
 		case <-time.After(5 * time.Second):
 			return nil, status.Error(codes.Internal, "the deadline did not reach the service")
