@@ -98,6 +98,28 @@ type ListenerSpec struct {
 	TrustedProxies []string `yaml:"trustedProxies,omitempty"`
 	// Paths sets the path normalisation policy applied before routing.
 	Paths PathPolicy `yaml:"paths,omitempty"`
+	// Egress, when set (`egress: {}` takes every default), makes the listener
+	// an egress forward proxy: every request on it is an egress request
+	// (CONNECT, absolute-form, or origin-form naming an ExternalService),
+	// decided by the ExternalService and EgressPolicy resources of the
+	// listener's namespace (default deny). Routes may not attach to it.
+	Egress *ListenerEgress `yaml:"egress,omitempty"`
+}
+
+// ListenerEgress tunes an egress listener (see docs/egress.md). Every field
+// has a safe default.
+type ListenerEgress struct {
+	// ResolveTimeout bounds the DNS lookup of a destination. Default 2s.
+	ResolveTimeout *Duration `yaml:"resolveTimeout,omitempty"`
+	// ConnectTimeout bounds the connection to a destination (and the TLS
+	// handshake when the egress originates TLS). Default 5s.
+	ConnectTimeout *Duration `yaml:"connectTimeout,omitempty"`
+	// RequestTimeout bounds a whole forwarded HTTP exchange (absolute-form and
+	// origin-form requests), response body included. Default 30s.
+	RequestTimeout *Duration `yaml:"requestTimeout,omitempty"`
+	// TunnelIdleTimeout closes a CONNECT tunnel after this long without a byte
+	// in either direction. Default 1h.
+	TunnelIdleTimeout *Duration `yaml:"tunnelIdleTimeout,omitempty"`
 }
 
 // ListenerTLS configures TLS termination: static certificates from files,
@@ -564,13 +586,20 @@ const (
 // EgressPolicySpec allows callers (by identity) to reach external services.
 // Everything not allowed is denied.
 type EgressPolicySpec struct {
-	// From are caller identities: SPIFFE IDs, optionally ending in "/*".
+	// From are caller identities: SPIFFE IDs, or prefixes ending in "/*"
+	// ("spiffe://corp/ns/shop/*": every identity under that path). "*" alone
+	// is every caller, anonymous ones (no client certificate) included.
 	From []string `yaml:"from"`
 	// To names ExternalService resources in the same namespace.
-	To      []string `yaml:"to"`
+	To []string `yaml:"to"`
+	// Methods and Paths (segment-aware prefixes) narrow what HTTP requests
+	// may do; empty allows all. A CONNECT tunnel hides both, so a policy
+	// with paths, or with methods not listing CONNECT, never allows one.
 	Methods []string `yaml:"methods,omitempty"`
-	Paths   []string `yaml:"paths,omitempty"` // path prefixes
-	Mode    string   `yaml:"mode,omitempty"`
+	Paths   []string `yaml:"paths,omitempty"`
+	// Mode report allows what the policy's callers send to its services but
+	// would deny, and logs and counts it instead.
+	Mode string `yaml:"mode,omitempty"`
 }
 
 // AuthorizationPolicySpec allows or denies inbound requests at a sidecar. With no

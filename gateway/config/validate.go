@@ -158,6 +158,9 @@ func (v *validator) listener(o *Object[ListenerSpec], plainHTTP bool) {
 	default:
 		f("spec.paths.escapedSlashes", fmt.Sprintf("%q is not one of reject, keep, decode", sp.Paths.EscapedSlashes))
 	}
+	if sp.Egress != nil {
+		listenerEgress(f, sp.Egress)
+	}
 }
 
 func (v *validator) route(o *Object[RouteSpec], listeners map[string]*Object[ListenerSpec], clusters map[string]*Object[ClusterSpec]) {
@@ -167,8 +170,11 @@ func (v *validator) route(o *Object[RouteSpec], listeners map[string]*Object[Lis
 		f("spec.listeners", "at least one listener is required")
 	}
 	for i, l := range sp.Listeners {
-		if listeners[o.Meta.Namespace+"/"+l] == nil {
+		switch lo := listeners[o.Meta.Namespace+"/"+l]; {
+		case lo == nil:
 			f(fmt.Sprintf("spec.listeners[%d]", i), fmt.Sprintf("no Listener %q in namespace %q", l, o.Meta.Namespace))
+		case lo.Spec.Egress != nil:
+			f(fmt.Sprintf("spec.listeners[%d]", i), fmt.Sprintf("Listener %q is an egress listener: its requests are decided by ExternalService and EgressPolicy resources, never by routes", l))
 		}
 	}
 	for i, h := range sp.Hosts {
@@ -489,10 +495,11 @@ func (v *validator) egressPolicy(o *Object[EgressPolicySpec], externals map[stri
 		v.fail(o.Source, ref, "spec.from", "at least one caller identity is required (default deny)")
 	}
 	for i, id := range sp.From {
-		if !strings.HasPrefix(id, "spiffe://") {
-			v.fail(o.Source, ref, fmt.Sprintf("spec.from[%d]", i), fmt.Sprintf("%q is not a SPIFFE ID", id))
+		if err := checkEgressCaller(id); err != nil {
+			v.fail(o.Source, ref, fmt.Sprintf("spec.from[%d]", i), err.Error())
 		}
 	}
+	egressOperations(v, o)
 	if len(sp.To) == 0 {
 		v.fail(o.Source, ref, "spec.to", "at least one ExternalService is required")
 	}

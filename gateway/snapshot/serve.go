@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/gateway/config"
+	"github.com/portcullis/portcullis/gateway/egress"
 	"github.com/portcullis/portcullis/gateway/filter"
 	"github.com/portcullis/portcullis/gateway/listener"
 	"github.com/portcullis/portcullis/gateway/observe"
@@ -30,6 +31,11 @@ type listenerHandler struct {
 	obs     *observe.Observer
 	log     *slog.Logger
 	noRoute routeStats
+
+	// Set on an egress listener (spec.egress), which serves every request with
+	// it instead of the route table (egress.go).
+	egress      *egress.Handler
+	egressStats routeStats
 }
 
 func (s *Snapshot) newListenerHandler(key string, o *config.Object[config.ListenerSpec], rules []route.Rule[*compiledRule]) (*listenerHandler, error) {
@@ -65,6 +71,11 @@ func (s *Snapshot) newListenerHandler(key string, o *config.Object[config.Listen
 	}
 	if h.obs != nil {
 		h.noRoute = s.stats.Route(key, "", "")
+	}
+	if o.Spec.Egress != nil {
+		if err := s.newEgress(h, o); err != nil {
+			return nil, fieldError(o.Source, ref, "spec.egress", err)
+		}
 	}
 	// Rules with a forward action take the listener's body limit unless they set one.
 	return h, nil
@@ -118,6 +129,10 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		info.ClientIP = proxy.ClientIPFrom(info.PeerIP, r.Header, h.isTrusted)
 	}
 	info.Scheme, info.Host = h.scheme, r.Host
+	if h.egress != nil {
+		h.serveEgress(x, r)
+		return
+	}
 
 	escaped := r.URL.EscapedPath()
 	path, reason, ok := h.paths.Normalize(escaped)
@@ -192,9 +207,9 @@ func (h *listenerHandler) finish(x *exchange, r *http.Request, err error, stats 
 	}
 	dur := time.Since(x.info.Start)
 	bytesIn, bytesOut := max(r.ContentLength, 0), x.rec.bytes
-	if code == http.StatusSwitchingProtocols {
-		// An upgrade is recorded when its tunnel ends: its life, and the bytes
-		// it carried each way.
+	if code == http.StatusSwitchingProtocols || (r.Method == http.MethodConnect && h.egress != nil) {
+		// An upgrade (or an egress CONNECT) is recorded when its tunnel ends:
+		// its life, and the bytes it carried each way.
 		bytesIn, bytesOut = x.info.TunnelBytesIn, x.info.TunnelBytesOut
 	}
 	if stats != nil {
