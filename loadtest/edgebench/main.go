@@ -14,9 +14,7 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,13 +23,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/portcullis/portcullis/loadtest/internal/procstat"
 )
 
 type options struct {
@@ -91,7 +89,14 @@ func run(o options) error {
 			return fmt.Errorf("go build ./cmd/ingress (run from the module root): %w", err)
 		}
 	}
-	baseAddr, edgeAddr := freeAddr(), freeAddr()
+	baseAddr, err := procstat.FreeAddr()
+	if err != nil {
+		return err
+	}
+	edgeAddr, err := procstat.FreeAddr()
+	if err != nil {
+		return err
+	}
 	baseCfg, edgeCfg, err := writeConfigs(m, baseAddr, edgeAddr, backend)
 	if err != nil {
 		return err
@@ -100,16 +105,18 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer base.stop()
+	defer base.Stop()
 	edgeAdmin := ""
 	if o.profile != "" {
-		edgeAdmin = freeAddr()
+		if edgeAdmin, err = procstat.FreeAddr(); err != nil {
+			return err
+		}
 	}
 	edge, err := startIngress(o.ingress, edgeCfg, filepath.Join(dir, "edge"), edgeAddr, edgeAdmin)
 	if err != nil {
 		return err
 	}
-	defer edge.stop()
+	defer edge.Stop()
 
 	tlsConf := &tls.Config{RootCAs: m.roots, ServerName: audience, MinVersion: tls.VersionTLS13}
 	baseClient := newClient(tlsConf, o.conns)
@@ -131,24 +138,24 @@ func run(o options) error {
 	fmt.Printf("%-6s %18s %18s %8s\n", "round", "TLS alone µs/req", "edge µs/req", "ratio")
 	var ratios, baseUS, edgeUS []float64
 	for r := 1; r <= o.rounds; r++ {
-		b, err := measure(base.pid(), func() (int, error) { return drive(baseClient, baseAddr, m.tokens, o.conns, o.requests) })
+		b, err := procstat.PerRequest(base.PID(), func() (int, error) { return drive(baseClient, baseAddr, m.tokens, o.conns, o.requests) })
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
-		e, err := measure(edge.pid(), func() (int, error) { return drive(edgeClient, edgeAddr, m.tokens, o.conns, o.requests) })
+		e, err := procstat.PerRequest(edge.PID(), func() (int, error) { return drive(edgeClient, edgeAddr, m.tokens, o.conns, o.requests) })
 		if err != nil {
 			return fmt.Errorf("edge: %w", err)
 		}
 		ratios, baseUS, edgeUS = append(ratios, e/b), append(baseUS, b), append(edgeUS, e)
 		fmt.Printf("%-6d %18.1f %18.1f %7.2fx\n", r, b, e, e/b)
 	}
-	fmt.Printf("%-6s %18.1f %18.1f %7.2fx\n", "median", median(baseUS), median(edgeUS), median(ratios))
+	fmt.Printf("%-6s %18.1f %18.1f %7.2fx\n", "median", procstat.Median(baseUS), procstat.Median(edgeUS), procstat.Median(ratios))
 
 	if o.handshakes > 0 {
 		fmt.Printf("\nTLS 1.3 handshakes at the ingress (ECDSA P-256 certificate, X25519), %d each, %d at a time;\n", o.handshakes, o.conns)
 		fmt.Println("each connection sends one request and closes; the CPU is the ingress's, per connection")
 		for _, resume := range []bool{false, true} {
-			us, resumed, err := measureHandshakes(base.pid(), baseAddr, tlsConf, o.conns, o.handshakes, resume)
+			us, resumed, err := measureHandshakes(base.PID(), baseAddr, tlsConf, o.conns, o.handshakes, resume)
 			if err != nil {
 				return err
 			}
@@ -161,49 +168,6 @@ func run(o options) error {
 		}
 	}
 	return nil
-}
-
-// measure returns the process's CPU time in microseconds per request for one call
-// of load.
-func measure(pid int, load func() (int, error)) (float64, error) {
-	before, err := cpuTime(pid)
-	if err != nil {
-		return 0, err
-	}
-	n, err := load()
-	if err != nil {
-		return 0, err
-	}
-	after, err := cpuTime(pid)
-	if err != nil {
-		return 0, err
-	}
-	return float64((after - before).Microseconds()) / float64(n), nil
-}
-
-// cpuTime is utime+stime of every thread of pid, from /proc/<pid>/stat.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name may hold spaces; the fields after it are space separated.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("unreadable /proc stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of stat
-	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("unreadable utime/stime in /proc stat")
-	}
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / ticksPerSecond, nil
 }
 
 func newClient(tc *tls.Config, conns int) *http.Client {
@@ -277,7 +241,7 @@ func measureHandshakes(pid int, addr string, base *tls.Config, conns, n int, res
 		}
 	}
 	var resumed atomic.Int64
-	us, err := measure(pid, func() (int, error) {
+	us, err := procstat.PerRequest(pid, func() (int, error) {
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		var firstErr error
@@ -323,24 +287,6 @@ func oneConn(addr string, tc *tls.Config) (bool, error) {
 	return c.ConnectionState().DidResume, nil
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func startBackend(size int) (string, func(), error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -358,58 +304,13 @@ func startBackend(size int) (string, func(), error) {
 	return l.Addr().String(), func() { srv.Close() }, nil
 }
 
-type ingressProc struct {
-	cmd *exec.Cmd
-	log *os.File
-}
-
-func (p *ingressProc) pid() int { return p.cmd.Process.Pid }
-
-func (p *ingressProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-	}
-	p.log.Close()
-}
-
-func startIngress(bin, cfg, dataDir, addr, admin string) (*ingressProc, error) {
+// startIngress runs the ingress binary on cfg, with its data and log beside
+// dataDir, and waits until it listens on addr.
+func startIngress(bin, cfg, dataDir, addr, admin string) (*procstat.Proc, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(dataDir + ".log")
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "-config", cfg, "-admin", admin, "-data", dataDir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	p := &ingressProc{cmd: cmd, log: logf}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return p, nil
-		}
-		select {
-		case <-ctx.Done():
-			p.stop()
-			out, _ := os.ReadFile(dataDir + ".log")
-			return nil, fmt.Errorf("ingress with %s not listening on %s after 15s; its log:\n%s", cfg, addr, out)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return procstat.Start(filepath.Dir(dataDir), filepath.Base(dataDir), addr, bin, "-config", cfg, "-admin", admin, "-data", dataDir)
 }
 
 // profileEdge drives the edge ingress for a little longer than a 5 s CPU profile

@@ -26,8 +26,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
+
+	"github.com/portcullis/portcullis/loadtest/internal/procstat"
 )
 
 type options struct {
@@ -95,31 +96,37 @@ func run(o options) error {
 	if o.ingress != "" {
 		bins["ingress"] = o.ingress
 	}
-	backendAddr, gwAddr, restAddr, grpcAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
-	backend, err := startProc(dir, "libraryd", backendAddr, bins["libraryd"], "-addr", backendAddr)
+	var addrs [4]string
+	for i := range addrs {
+		if addrs[i], err = procstat.FreeAddr(); err != nil {
+			return err
+		}
+	}
+	backendAddr, gwAddr, restAddr, grpcAddr := addrs[0], addrs[1], addrs[2], addrs[3]
+	backend, err := procstat.Start(dir, "libraryd", backendAddr, bins["libraryd"], "-addr", backendAddr)
 	if err != nil {
 		return err
 	}
-	defer backend.stop()
-	gw, err := startProc(dir, "gwserver", gwAddr, bins["gwserver"], "-addr", gwAddr, "-backend", backendAddr)
+	defer backend.Stop()
+	gw, err := procstat.Start(dir, "gwserver", gwAddr, bins["gwserver"], "-addr", gwAddr, "-backend", backendAddr)
 	if err != nil {
 		return err
 	}
-	defer gw.stop()
+	defer gw.Stop()
 	restCfg, grpcCfg, err := writeConfigs(dir, restAddr, grpcAddr, backendAddr)
 	if err != nil {
 		return err
 	}
-	rest, err := startProc(dir, "ingress-transcode", restAddr, bins["ingress"], "-config", restCfg, "-admin", "", "-data", filepath.Join(dir, "data-a"))
+	rest, err := procstat.Start(dir, "ingress-transcode", restAddr, bins["ingress"], "-config", restCfg, "-admin", "", "-data", filepath.Join(dir, "data-a"))
 	if err != nil {
 		return err
 	}
-	defer rest.stop()
-	plain, err := startProc(dir, "ingress-grpc", grpcAddr, bins["ingress"], "-config", grpcCfg, "-admin", "", "-data", filepath.Join(dir, "data-c"))
+	defer rest.Stop()
+	plain, err := procstat.Start(dir, "ingress-grpc", grpcAddr, bins["ingress"], "-config", grpcCfg, "-admin", "", "-data", filepath.Join(dir, "data-c"))
 	if err != nil {
 		return err
 	}
-	defer plain.stop()
+	defer plain.Stop()
 
 	d, err := newDriver(o.conns)
 	if err != nil {
@@ -150,7 +157,7 @@ func run(o options) error {
 			got := map[string]float64{}
 			for i := range targets {
 				t := targets[(i+r)%len(targets)]
-				us, err := measure(t.proc.pid(), func() error { return t.drive(w, o.requests) }, o.requests)
+				us, err := procstat.PerRequest(t.proc.PID(), func() (int, error) { return o.requests, t.drive(w, o.requests) })
 				if err != nil {
 					return fmt.Errorf("%s, %s: %w", t.name, w.name, err)
 				}
@@ -161,8 +168,8 @@ func run(o options) error {
 			ratios, diffs = append(ratios, a/b), append(diffs, a-c)
 			fmt.Printf("%-6d %16.1f %16.1f %16.1f %7.2fx %10.1f\n", r+1, b, a, c, a/b, a-c)
 		}
-		mr, md := median(ratios), median(diffs)
-		fmt.Printf("%-6s %16.1f %16.1f %16.1f %7.2fx %10.1f\n", "median", median(bs), median(as), median(cs), mr, md)
+		mr, md := procstat.Median(ratios), procstat.Median(diffs)
+		fmt.Printf("%-6s %16.1f %16.1f %16.1f %7.2fx %10.1f\n", "median", procstat.Median(bs), procstat.Median(as), procstat.Median(cs), mr, md)
 		verdict := func(ok bool) string {
 			if ok {
 				return "met"
@@ -180,15 +187,6 @@ func run(o options) error {
 
 type target struct {
 	name  string
-	proc  *proc
+	proc  *procstat.Proc
 	drive func(w workload, n int) error
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
