@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/rs/cors"
 
@@ -258,8 +259,18 @@ func parsePattern(scheme, host, port string) (*pattern, string) {
 		return nil, "has a wildcard over something that is not a DNS name"
 	case !strings.Contains(rest, "."):
 		return nil, fmt.Sprintf("has a wildcard over the top-level domain %q, which would allow anyone's site", rest)
+	case isPublicSuffix(rest):
+		return nil, fmt.Sprintf("has a wildcard over the public suffix %q (anyone can register a name under it), which would allow anyone's site", rest)
 	}
 	return &pattern{prefix: scheme + "://", suffix: "." + rest + port}, ""
+}
+
+// isPublicSuffix reports whether name is itself a public suffix ("co.uk",
+// "github.io"), by the Public Suffix List compiled into golang.org/x/net, so that
+// "https://*.co.uk" is refused like "https://*.com".
+func isPublicSuffix(name string) bool {
+	suffix, _ := publicsuffix.PublicSuffix(name)
+	return suffix == name
 }
 
 // validScheme reports whether s is an RFC 3986 scheme (already in lower case).
