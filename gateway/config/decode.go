@@ -603,6 +603,11 @@ func (s *Set) ReferencedFiles() []string {
 				add(t.ACME.CARootFile)
 			}
 		}
+		if e := o.Spec.Egress; e != nil {
+			for _, f := range e.Filters {
+				add(f.Config.FileFields()...) // credexchange's secrets
+			}
+		}
 	}
 	for _, o := range s.Clusters {
 		if t := o.Spec.TLS; t != nil {

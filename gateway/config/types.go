@@ -120,6 +120,12 @@ type ListenerEgress struct {
 	// TunnelIdleTimeout closes a CONNECT tunnel after this long without a byte
 	// in either direction. Default 1h.
 	TunnelIdleTimeout *Duration `yaml:"tunnelIdleTimeout,omitempty"`
+	// Filters run, in order, on every HTTP request (absolute-form and
+	// origin-form) the policy allowed, just before it is forwarded: the same
+	// filter types and config as a Route rule's filters, credexchange above
+	// all. They never run on CONNECT, whose tunnel carries the caller's own
+	// TLS that the egress cannot read or change.
+	Filters []FilterSpec `yaml:"filters,omitempty"`
 }
 
 // ListenerTLS configures TLS termination: static certificates from files,

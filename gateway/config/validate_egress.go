@@ -27,6 +27,13 @@ func listenerEgress(f func(field, msg string), e *ListenerEgress) {
 			f("spec.egress."+d.field, fmt.Sprintf("%s is outside %s..%s", d.v.D(), d.min, d.max))
 		}
 	}
+	// Each filter's config is checked by its factory when the snapshot is
+	// compiled, with errors at spec.egress.filters[i].config.
+	for i, fl := range e.Filters {
+		if fl.Type == "" {
+			f(fmt.Sprintf("spec.egress.filters[%d].type", i), "required")
+		}
+	}
 }
 
 // checkEgressCaller accepts "*" (every caller, anonymous included), a SPIFFE

@@ -17,13 +17,17 @@
 //     (cloud metadata), CGNAT, multicast and reserved answers unless the
 //     service allows private addresses (Guard), and dials exactly the address
 //     it checked;
-//  4. tunnels (CONNECT) or forwards the request, opening TLS to the service
-//     when it has originateTLS.
+//  4. tunnels (CONNECT) or, for HTTP, runs the listener's filters
+//     (spec.egress.filters, WithFilters: credexchange adds the external
+//     credential) and forwards the request to the checked address, opening
+//     TLS to the service when it has originateTLS. A tunnel is never
+//     filtered: it carries the caller's own TLS.
 //
 // Every decision is counted (portcullis_egress_decisions_total) and every
 // denial is a security event. The resolver and the dialer are interfaces, so
 // tests replace DNS and the network without touching the rest.
 //
 // It is not for routing inside the mesh (gateway/route, gateway/snapshot), nor
-// for credentials towards external services (credexchange/).
+// for building filters (gateway/snapshot does, from the filter registry) or
+// fetching credentials (credexchange/).
 package egress

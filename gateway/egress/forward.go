@@ -128,6 +128,16 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, t *target, info
 	return nil
 }
 
+// forwardChecked is the end of the filter chain: it forwards the request to
+// the target ServeHTTP checked, whatever the filters did to Host or URL.
+func (h *Handler) forwardChecked(w http.ResponseWriter, r *http.Request) error {
+	t, ok := r.Context().Value(targetKey{}).(*target)
+	if !ok {
+		return &filter.Error{Status: http.StatusInternalServerError, Reason: "internal_error", Err: errNoTarget}
+	}
+	return h.forward(w, r, t, proxy.InfoFrom(r.Context()))
+}
+
 // forward sends an HTTP request (absolute-form or origin-form) to the checked
 // address, over TLS when the service originates it, and relays the response.
 // Hop-by-hop fields (Proxy-Authorization and Proxy-Connection among them) and

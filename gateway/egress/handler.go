@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -54,6 +55,8 @@ type Handler struct {
 
 	connectTimeout, requestTimeout, tunnelIdle time.Duration
 
+	filters   []filter.Filter
+	send      filter.Handler // filters, then forward: what an allowed HTTP request goes through
 	transport *http.Transport
 	obs       *observe.Observer
 	log       *slog.Logger
@@ -85,6 +88,17 @@ func WithObserver(o *observe.Observer, role string) Option {
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// WithFilters runs filters, in order, on every HTTP request the policy allowed
+// and the guard checked, just before it is forwarded (spec.egress.filters;
+// credexchange adds the external credential there). Their errors are returned
+// from ServeHTTP as they are. CONNECT never runs them: the tunnel carries the
+// caller's own TLS. A filter may change the request's header, path and query;
+// the destination stays the checked one whatever it does to Host or URL.
+// Default: none. The caller owns the filters (and closes them).
+func WithFilters(filters ...filter.Filter) Option {
+	return func(h *Handler) { h.filters = filters }
+}
 
 // New builds the handler of the egress listener lo from the ExternalServices
 // and EgressPolicies of its namespace in set. It reads the CA files of the
@@ -126,6 +140,7 @@ func New(set *config.Set, lo *config.Object[config.ListenerSpec], opts ...Option
 	for _, opt := range opts {
 		opt(h)
 	}
+	h.send = filter.Chain(h.filters, filter.HandlerFunc(h.forwardChecked))
 	h.transport = &http.Transport{
 		Proxy:                 nil, // the egress is the last proxy: never chain to one from the environment
 		DialContext:           h.dialForTransport,
@@ -276,7 +291,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if dest.connect {
 		return h.tunnel(w, r, t, info)
 	}
-	return h.forward(w, r, t, info)
+	// The checked target rides in the context, under a key only this package
+	// can write, to the end of the filter chain (forwardChecked).
+	return h.send.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 }
 
 func callerLabel(id string) string {

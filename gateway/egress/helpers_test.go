@@ -52,8 +52,9 @@ func newCA(t *testing.T) *testCA {
 	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// issue makes a leaf: a server certificate for 127.0.0.1 when spiffeID is
-// empty, else a client certificate with that SPIFFE ID as its URI SAN.
+// issue makes a leaf: a server certificate for 127.0.0.1 and localhost when
+// spiffeID is empty, else a client certificate with that SPIFFE ID as its URI
+// SAN.
 func (ca *testCA) issue(t *testing.T, spiffeID string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -69,6 +70,7 @@ func (ca *testCA) issue(t *testing.T, spiffeID string) tls.Certificate {
 	if spiffeID == "" {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		tmpl.DNSNames = []string{"localhost"}
 	} else {
 		u, err := url.Parse(spiffeID)
 		if err != nil {

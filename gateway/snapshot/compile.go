@@ -276,29 +276,13 @@ func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*comp
 	case r.DirectResponse != nil:
 		terminal = newDirect(r.DirectResponse)
 	}
-	filters := make([]filter.Filter, 0, len(r.Filters))
-	for j, fs := range r.Filters {
-		ff := fmt.Sprintf("%s.filters[%d]", field, j)
-		factory, ok := filter.Lookup(fs.Type)
-		if !ok {
-			return nil, fieldError(o.Source, ref, ff+".type", fmt.Errorf("unknown filter type %q (this build has: %s)", fs.Type, strings.Join(filter.Types(), ", ")))
-		}
-		var timeout *config.Duration
-		if r.Forward != nil {
-			timeout = r.Forward.Timeout
-		}
-		b := filter.Build{Config: fs.Config, Route: name, Upstreams: upstreamLookup{s, o.Meta.Namespace, timeout}, Logger: s.deps.Logger, DataDir: s.deps.DataDir}
-		if s.deps.Observer != nil {
-			b.Events = s.deps.Observer
-		}
-		f, err := factory(b)
-		if err != nil {
-			return nil, fieldError(o.Source, ref, ff+".config", err)
-		}
-		if c, ok := f.(io.Closer); ok {
-			s.closers = append(s.closers, c)
-		}
-		filters = append(filters, f)
+	var timeout *config.Duration
+	if r.Forward != nil {
+		timeout = r.Forward.Timeout
+	}
+	filters, err := s.buildFilters(o.Source, ref, field+".filters", r.Filters, name, upstreamLookup{s, o.Meta.Namespace, timeout})
+	if err != nil {
+		return nil, err
 	}
 	cr.handler = filter.Chain(filters, terminal)
 	if s.deps.Observer != nil {
@@ -309,6 +293,34 @@ func (s *Snapshot) compileRule(o *config.Object[config.RouteSpec], i int) (*comp
 		cr.stats = s.stats.Route(l, name, cr.cluster)
 	}
 	return cr, nil
+}
+
+// buildFilters builds one chain's filters (a Route rule's, or an egress
+// listener's) with the registered factories, in order. field is the path of
+// the list ("spec.rules[0].filters"); errors name its items' type or config.
+// Filters that implement io.Closer are closed with the snapshot.
+func (s *Snapshot) buildFilters(src config.Source, ref, field string, specs []config.FilterSpec, route string, ups filter.Upstreams) ([]filter.Filter, error) {
+	filters := make([]filter.Filter, 0, len(specs))
+	for j, fs := range specs {
+		ff := fmt.Sprintf("%s[%d]", field, j)
+		factory, ok := filter.Lookup(fs.Type)
+		if !ok {
+			return nil, fieldError(src, ref, ff+".type", fmt.Errorf("unknown filter type %q (this build has: %s)", fs.Type, strings.Join(filter.Types(), ", ")))
+		}
+		b := filter.Build{Config: fs.Config, Route: route, Upstreams: ups, Logger: s.deps.Logger, DataDir: s.deps.DataDir}
+		if s.deps.Observer != nil {
+			b.Events = s.deps.Observer
+		}
+		f, err := factory(b)
+		if err != nil {
+			return nil, fieldError(src, ref, ff+".config", err)
+		}
+		if c, ok := f.(io.Closer); ok {
+			s.closers = append(s.closers, c)
+		}
+		filters = append(filters, f)
+	}
+	return filters, nil
 }
 
 // upstreamLookup resolves clusters for filters (mirror, auth calls, transcoding)

@@ -15,12 +15,24 @@ import (
 // An egress listener (spec.egress) serves every request with the egress
 // handler of its namespace instead of a route table (gateway/egress).
 
-// newEgress builds the egress handler of listener o and hands it to the
-// snapshot's closers.
+// newEgress builds the egress handler of listener o, with the filters of
+// spec.egress.filters, and hands it to the snapshot's closers. The filters are
+// built like a Route rule's (buildFilters): their Route is
+// "namespace/listener#egress", their Upstreams are the clusters of the
+// listener's namespace, bounded by the listener's requestTimeout.
 func (s *Snapshot) newEgress(h *listenerHandler, o *config.Object[config.ListenerSpec]) error {
 	opts := []egress.Option{egress.WithLogger(s.deps.Logger)}
 	if s.deps.Observer != nil {
 		opts = append(opts, egress.WithObserver(s.deps.Observer, s.deps.Role))
+	}
+	if e := o.Spec.Egress; e != nil && len(e.Filters) > 0 {
+		ns := o.Meta.Namespace
+		filters, err := s.buildFilters(o.Source, o.Ref(config.KindListener), "spec.egress.filters", e.Filters,
+			ns+"/"+o.Meta.Name+"#egress", upstreamLookup{s, ns, e.RequestTimeout})
+		if err != nil {
+			return err
+		}
+		opts = append(opts, egress.WithFilters(filters...))
 	}
 	eh, err := egress.New(s.Set, o, opts...)
 	if err != nil {
