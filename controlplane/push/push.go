@@ -264,9 +264,14 @@ func (s *Server) scopeFor(c *catalog, id identity) *update {
 		return &update{gen: c.gen, rendered: r} // the same rendering error as before
 	}
 	s.scopeMu.Lock()
+	// A new stream of the same identity may have judged the same rendering
+	// meanwhile (scopeFor runs for the index and for each new stream): the
+	// verdict is counted and logged once.
+	again, raced := s.scopes[id]
+	raced = raced && again.version == r.version && (again.err == nil) == (r.err == nil)
 	s.scopes[id] = scopeVerdict{version: r.version, err: r.err}
 	s.scopeMu.Unlock()
-	if r.err != nil {
+	if r.err != nil && !raced {
 		s.m.scopeErrors.Inc()
 		s.log.Error("scoped config is invalid and is not sent; the proxy keeps what it runs",
 			"proxy", id.String(), "version", r.version, "revision", c.revision, "err", r.err)
