@@ -13,3 +13,4 @@ go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 for dir in controlplane/api; do
   (cd "$dir" && buf generate)
 done
+scripts/scrub-generated.sh controlplane/api/v1alpha1/*_grpc.pb.go

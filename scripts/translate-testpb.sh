@@ -14,4 +14,5 @@ go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.31.0
 go run ./translate/internal/gen -bin "$bin" -dir translate/internal/testpb -proto library.proto
+scripts/scrub-generated.sh translate/internal/testpb/*_grpc.pb.go
 PORTCULLIS_UPDATE_GOLDEN=1 go test -run TestWriteGolden ./translate/

@@ -28,7 +28,7 @@ const (
 
 // ConfigPushClient is the client API for ConfigPush service.
 //
-// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to the documentation of grpc.ClientConn.NewStream.
 //
 // ConfigPush streams scoped config to proxies (SM-DR5).
 //
@@ -143,7 +143,7 @@ const (
 
 // ResourcesClient is the client API for Resources service.
 //
-// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to the documentation of grpc.ClientConn.NewStream.
 //
 // Resources is the admin API for config resources (SM-DR25, SM-DR28). Every call
 // is authenticated, authorized per namespace, service and kind, and audited.
@@ -438,7 +438,7 @@ const (
 
 // RegistryClient is the client API for Registry service.
 //
-// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to the documentation of grpc.ClientConn.NewStream.
 //
 // Registry holds the endpoints of services, registered by a third party: the
 // sidecar that checks its app, or an operator with the control plane checking the
@@ -631,7 +631,7 @@ const (
 
 // CertStorageClient is the client API for CertStorage service.
 //
-// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to the documentation of grpc.ClientConn.NewStream.
 //
 // CertStorage keeps the ACME state of ingress proxies (accounts, private keys,
 // certificates, OCSP staples) and their issuance locks in the control plane's

@@ -38,7 +38,7 @@ const (
 
 // LibraryClient is the client API for Library service.
 //
-// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to the documentation of grpc.ClientConn.NewStream.
 type LibraryClient interface {
 	GetBook(ctx context.Context, in *GetBookRequest, opts ...grpc.CallOption) (*Book, error)
 	GetBookTitle(ctx context.Context, in *GetBookRequest, opts ...grpc.CallOption) (*Book, error)
