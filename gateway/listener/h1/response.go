@@ -502,8 +502,11 @@ func (w *response) finish() {
 		}
 		s.bw.WriteString("\r\n")
 	}
-	s.bw.Flush()
+	// Finished before the last flush: once the client can see the end of the
+	// response, a handler that leaked w (and a test standing in for one) must
+	// find it finished, not race the connection's next use of its buffers.
 	w.finished.Store(true)
+	s.bw.Flush()
 	w.s = nil
 	if w.userWDL {
 		w.c.rwc.SetWriteDeadline(time.Time{})
