@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/grpctimeout"
+
 	"google.golang.org/genproto/googleapis/api/annotations"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -200,7 +202,7 @@ func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, inv Invoker) Outc
 	ctx := r.Context()
 	timeout := b.opts.Timeout
 	if v := r.Header.Get("Grpc-Timeout"); v != "" {
-		if d, ok := parseTimeout(v); ok && (timeout == 0 || d < timeout) {
+		if d, ok := grpctimeout.Parse(v); ok && (timeout == 0 || d < timeout) {
 			timeout = d
 		}
 	}

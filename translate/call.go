@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/portcullis/portcullis/internal/grpctimeout"
+
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -97,7 +99,7 @@ func (t *Transcoder) outbound(r *http.Request, route *Route, frame []byte) (*htt
 	h["Te"] = []string{"trailers"}
 	timeout := t.opts.Timeout
 	if v := r.Header.Get("Grpc-Timeout"); v != "" {
-		d, ok := parseTimeout(v)
+		d, ok := grpctimeout.Parse(v)
 		if !ok {
 			return nil, errors.New("header Grpc-Timeout: " + v + " is not a gRPC timeout (digits and one of H M S m u n)")
 		}
@@ -109,7 +111,7 @@ func (t *Transcoder) outbound(r *http.Request, route *Route, frame []byte) (*htt
 		// The deadline travels as grpc-timeout only: the service enforces it, and
 		// the gateway's forwarder bounds its wait by it and answers 504 itself.
 		// A context deadline here would look like the client leaving.
-		h["Grpc-Timeout"] = []string{formatTimeout(timeout)}
+		h["Grpc-Timeout"] = []string{grpctimeout.Format(timeout)}
 	}
 	out := &http.Request{
 		Method:     http.MethodPost,

@@ -3,9 +3,7 @@ package translate
 import (
 	"net/http"
 	"net/textproto"
-	"strconv"
 	"strings"
-	"time"
 )
 
 const (
@@ -108,51 +106,4 @@ func acceptsTrailers(h http.Header) bool {
 		}
 	}
 	return false
-}
-
-// parseTimeout parses a Grpc-Timeout value: 1 to 8 digits and a unit (H, M, S,
-// m, u, n), per the gRPC over HTTP/2 protocol.
-func parseTimeout(v string) (time.Duration, bool) {
-	if len(v) < 2 || len(v) > 9 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return 0, false
-	}
-	return time.Duration(n) * unit, true
-}
-
-// formatTimeout writes d as a Grpc-Timeout value, in the finest unit that fits
-// eight digits.
-func formatTimeout(d time.Duration) string {
-	if d <= 0 {
-		return "1n"
-	}
-	for _, u := range []struct {
-		unit time.Duration
-		c    byte
-	}{{time.Nanosecond, 'n'}, {time.Microsecond, 'u'}, {time.Millisecond, 'm'}, {time.Second, 'S'}, {time.Minute, 'M'}} {
-		if v := (d + u.unit - 1) / u.unit; v < 1e8 {
-			return strconv.FormatInt(int64(v), 10) + string(u.c)
-		}
-	}
-	return strconv.FormatInt(int64(min((d+time.Hour-1)/time.Hour, 1e8-1)), 10) + "H"
 }

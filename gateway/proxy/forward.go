@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/grpctimeout"
+
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filter"
 	"github.com/portcullis/portcullis/gateway/transport"
@@ -221,7 +223,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		f.inject(r.Context(), out.Header)
 	}
 	timeout := f.timeout
-	if d, ok := grpcTimeout(r.Header); ok && d < timeout {
+	if d, ok := grpctimeout.Parse(r.Header.Get("Grpc-Timeout")); ok && d < timeout {
 		// A gRPC client's own deadline bounds the upstream call too, so the proxy
 		// answers DEADLINE_EXCEEDED itself rather than racing the upstream's reset.
 		timeout = d
@@ -425,41 +427,6 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
-
-// grpcTimeout parses the grpc-timeout header ("100m", "5S": up to 8 digits and a
-// unit, per the gRPC over HTTP/2 spec).
-func grpcTimeout(h http.Header) (time.Duration, bool) {
-	v := h.Get("Grpc-Timeout")
-	if len(v) < 2 || len(v) > 9 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(v)-1; i++ {
-		c := v[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return 0, false
-	}
-	return time.Duration(n) * unit, true
-}
 
 // joinPath puts a rewritten prefix and the rest of a path together with exactly one
 // slash between them, and never returns an empty path.

@@ -168,17 +168,4 @@ func TestJoinPathAndGRPCTimeout(t *testing.T) {
 			t.Errorf("joinPath(%q, %q) = %q, want %q", c.prefix, c.rest, got, c.want)
 		}
 	}
-	for _, c := range []struct {
-		v    string
-		want time.Duration
-		ok   bool
-	}{
-		{"100m", 100 * time.Millisecond, true}, {"5S", 5 * time.Second, true}, {"1H", time.Hour, true},
-		{"123456789m", 0, false}, {"10x", 0, false}, {"m", 0, false}, {"-1S", 0, false},
-	} {
-		got, ok := grpcTimeout(http.Header{"Grpc-Timeout": {c.v}})
-		if got != c.want || ok != c.ok {
-			t.Errorf("grpcTimeout(%q) = %v %v, want %v %v", c.v, got, ok, c.want, c.ok)
-		}
-	}
 }
