@@ -325,7 +325,9 @@ func TestReplay(t *testing.T) {
 
 	// Bounded: with maxJTIs live entries, new tokens are refused until one expires.
 	short := claims()
-	short["exp"] = time.Now().Add(time.Second).Unix()
+	// exp is whole seconds: now+3s truncated still leaves the entry 2s or more,
+	// so that a loaded machine cannot see it expire before the next line.
+	short["exp"] = time.Now().Add(3 * time.Second).Unix()
 	if res := serve(t, f, bearer(rs256(t, short)), nil); res.status != 200 {
 		t.Fatalf("third entry: got %d %s", res.status, res.reason)
 	}
