@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/portcullis/portcullis/controlplane/store"
+	"github.com/portcullis/portcullis/gateway/upstream"
 )
 
 // Probe outcomes, as the health-check metric's result label.
@@ -20,10 +20,6 @@ const (
 	outcomeUnhealthy = "unhealthy"
 	outcomeError     = "error"
 )
-
-// maxProbeBody is how much of a probe's response body is read (so the
-// connection can be reused); the rest is dropped with the connection.
-const maxProbeBody = 64 << 10
 
 // RunHealthChecks probes every endpoint registered with a health_check_path,
 // until ctx ends or the Registry is closed. Run it on the leading replica only
@@ -246,24 +242,16 @@ func (c *checker) probe(ctx context.Context, key, id, url string) probeResult {
 	res := probeResult{key: key, id: id, outcome: outcomeError}
 	ctx, cancel := context.WithTimeout(ctx, c.r.opts.HealthTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	status, err := upstream.ProbeHTTP(ctx, c.client, url, "portcullis-registry-health-check")
 	if err != nil {
 		res.detail = err.Error()
 		return res
 	}
-	req.Header.Set("User-Agent", "portcullis-registry-health-check")
-	resp, err := c.client.Do(req)
-	if err != nil {
-		res.detail = err.Error()
-		return res
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
-	resp.Body.Close()
-	if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+	if status >= 200 && status < 400 {
 		res.outcome = outcomeHealthy
 		return res
 	}
-	res.outcome, res.detail = outcomeUnhealthy, fmt.Sprintf("status %d", resp.StatusCode)
+	res.outcome, res.detail = outcomeUnhealthy, fmt.Sprintf("status %d", status)
 	return res
 }
 

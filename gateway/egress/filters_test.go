@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis/portcullis/gateway"
 	"github.com/portcullis/portcullis/gateway/config"
 	_ "github.com/portcullis/portcullis/gateway/filters/cors"         // type "cors"
 	_ "github.com/portcullis/portcullis/gateway/filters/credexchange" // type "credexchange"
@@ -29,35 +28,6 @@ const (
 	callerKey  = "caller-own-key-must-not-leave"        // what an app tries to send itself
 	meshToken  = "Bearer mesh-internal-token-must-stay" // the app's internal credential
 )
-
-// counterValue sums the samples of a counter family whose labels include labels.
-func counterValue(t *testing.T, g *gateway.Gateway, name string, labels map[string]string) float64 {
-	t.Helper()
-	families, err := g.Observer().Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total
-}
 
 // TestEgressFiltersInjectCredentials runs the way an app uses the egress: a
 // plain http.Client with the egress (mTLS) as its proxy, asking for

@@ -34,32 +34,11 @@ func port(t *testing.T, rawURL string) string {
 	return u.Port()
 }
 
+// metric is the egress decisions counter summed over the series whose labels
+// include labels.
 func metric(t *testing.T, g *gateway.Gateway, labels map[string]string) float64 {
 	t.Helper()
-	families, err := g.Observer().Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != "portcullis_egress_decisions_total" {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total
+	return counterValue(t, g, "portcullis_egress_decisions_total", labels)
 }
 
 // TestEgressListener runs one egress gateway (an mTLS listener and a clear-text

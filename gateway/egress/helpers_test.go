@@ -196,3 +196,32 @@ func wantRefusal(t *testing.T, resp *http.Response, body string, status int, rea
 		t.Fatalf("got %d %q, want %d with reason %s", resp.StatusCode, body, status, reason)
 	}
 }
+
+// counterValue sums the samples of a counter family whose labels include labels.
+func counterValue(t *testing.T, g *gateway.Gateway, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := g.Observer().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}

@@ -86,21 +86,27 @@ func (c *Cluster) configureHealth(hc *config.HealthCheck, spec config.ClusterSpe
 // httpProbe is the default probe: GET http://addr/path.
 func httpProbe(client *http.Client) ProbeFunc {
 	return func(ctx context.Context, ep *Endpoint, path string) (int, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ep.Addr+path, nil)
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("User-Agent", "portcullis-health-check")
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		// Drain a little so the connection can be reused; a health endpoint that
-		// sends more than this is not read to the end.
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		return resp.StatusCode, nil
+		return ProbeHTTP(ctx, client, "http://"+ep.Addr+path, "portcullis-health-check")
 	}
+}
+
+// ProbeHTTP sends one health check, GET url, and returns the status. It reads at
+// most 64 KiB of the body, so the connection can be reused while a health
+// endpoint that sends more is not read to the end. The control plane's registry
+// probes its endpoints with it too.
+func ProbeHTTP(ctx context.Context, client *http.Client, url, userAgent string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // startCheckLocked starts ep's health checker. c.mu must be held, the cluster
