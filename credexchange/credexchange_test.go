@@ -17,6 +17,7 @@ import (
 
 	cx "github.com/portcullis/portcullis/credexchange"
 	"github.com/portcullis/portcullis/credexchange/credexchangetest"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // fakeClock is a clock a test moves by hand.
@@ -128,7 +129,7 @@ func TestClientCredentialsSingleFlight(t *testing.T) {
 }
 
 func TestClientCredentialsEndpointDown(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ts := credexchangetest.NewTokenServer(t, "egress", "s3cret-client")
 	ts.SetExpiresIn(600)
@@ -164,20 +165,6 @@ func TestClientCredentialsEndpointDown(t *testing.T) {
 		}
 	}
 }
-
-// lockedBuffer is a log sink that background goroutines may write while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func TestFetchErrors(t *testing.T) {
 	ts := credexchangetest.NewTokenServer(t, "egress", "right")

@@ -7,29 +7,22 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/portcullis/portcullis/gateway"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
+// lockedBuffer is the gateway's JSON log, read by the test while the gateway writes.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	testutil.SyncBuffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
+// records decodes the access-log records written so far.
 func (l *lockedBuffer) records(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(l.Bytes()))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -100,10 +93,7 @@ spec: {accessLog: all}
 	if h["X-Request-Id"] != "r-1" || h["Authorization"] != "Bearer ***" {
 		t.Errorf("a 404's record: headers %v, want them, masked", byPath["/missing"]["headers"])
 	}
-	logs.mu.Lock()
-	leaked := bytes.Contains(logs.b.Bytes(), []byte("secret-token-value"))
-	logs.mu.Unlock()
-	if leaked {
+	if bytes.Contains(logs.Bytes(), []byte("secret-token-value")) {
 		t.Error("the bearer token reached the log")
 	}
 }

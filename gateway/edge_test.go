@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,39 +18,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portcullis/portcullis/gateway"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
-// syncBuffer is a log sink tests can read while the gateway writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startLogged(t *testing.T, cfg string, poll time.Duration) (*gateway.Gateway, string, *syncBuffer) {
+func startLogged(t *testing.T, cfg string, poll time.Duration) (*gateway.Gateway, string, *testutil.SyncBuffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	g, err := gateway.New(gateway.Options{Role: gateway.RoleIngress, ConfigPaths: []string{path},
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), PollInterval: poll, ShutdownGrace: 5 * time.Second})
 	if err != nil {

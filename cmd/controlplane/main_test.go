@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,25 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	cpv1 "github.com/portcullis/portcullis/controlplane/api/v1alpha1"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
-
-// syncBuffer is written by the daemon and read by the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type tokenCreds string
 
@@ -50,7 +31,7 @@ func TestDevelopmentMode(t *testing.T) {
 	data := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	exit := make(chan int, 1)
 	go func() {
 		exit <- run(ctx, []string{"-data", data, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0"}, &stderr)
@@ -133,7 +114,7 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 		{[]string{"-config", bad, "-data", t.TempDir()}, "cp.yaml:2:"},
 		{[]string{"-log-level", "loud", "-data", t.TempDir()}, "-log-level"},
 	} {
-		var stderr syncBuffer
+		var stderr testutil.SyncBuffer
 		if code := run(context.Background(), tc.args, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
 		}

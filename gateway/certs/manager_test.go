@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis/portcullis/gateway/config"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // unreachable is a directory URL nothing answers: these tests never reach a CA.
@@ -133,7 +133,7 @@ func TestOnDemandDecision(t *testing.T) {
 // TestStartDoesNotWait: with a CA that cannot be reached, Start returns at once
 // and the failure shows in Status and Stats (and the log) while certmagic retries.
 func TestStartDoesNotWait(t *testing.T) {
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	o := testOptions(t)
 	o.Logger = slog.New(slog.NewJSONHandler(&logBuf, nil))
 	m, err := New(config.ACME{Directory: unreachable, Domains: []string{"down.example.test"}}, o)
@@ -215,22 +215,4 @@ func TestZapToSlog(t *testing.T) {
 			t.Errorf("%s = %v, want %v (record %s)", k, rec[k], want, buf.String())
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

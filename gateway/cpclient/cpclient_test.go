@@ -1,7 +1,6 @@
 package cpclient_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"github.com/portcullis/portcullis/gateway"
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/cpclient"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 const hdr = "apiVersion: portcullis.dev/v1alpha1\n"
@@ -314,7 +314,7 @@ func errString(err error) string {
 func TestTokenIsNeverLogged(t *testing.T) {
 	cp := pushtest.Start(t, pushtest.Options{})
 	cp.Apply(shopConfig("v1", ""))
-	var buf lockedBuffer
+	var buf testutil.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	token := cp.Token("ingress", "shop", "another-gw") // bound to another identity: refused
 	ctx, cancel := context.WithCancel(context.Background())
@@ -343,21 +343,4 @@ func TestTokenIsNeverLogged(t *testing.T) {
 	if strings.Contains(buf.String(), token) {
 		t.Error("logging Options shows the token")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

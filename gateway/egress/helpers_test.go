@@ -2,7 +2,6 @@ package egress_test
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,11 +18,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/portcullis/portcullis/gateway"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // testCA issues certificates for the egress listener and its callers.
@@ -105,30 +104,12 @@ func mustWrite(t *testing.T, path string, data []byte) {
 	}
 }
 
-// syncBuffer is a log sink safe for the gateway's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startEgress runs a gateway in the egress role on cfg.
-func startEgress(t *testing.T, cfg string) (*gateway.Gateway, *syncBuffer) {
+func startEgress(t *testing.T, cfg string) (*gateway.Gateway, *testutil.SyncBuffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "egress.yaml")
 	mustWrite(t, path, []byte(cfg))
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	g, err := gateway.New(gateway.Options{Role: gateway.RoleEgress, ConfigPaths: []string{path},
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), PollInterval: -1, ShutdownGrace: 2 * time.Second})
 	if err != nil {

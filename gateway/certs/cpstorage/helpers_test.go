@@ -1,7 +1,6 @@
 package cpstorage_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/portcullis/portcullis/controlplane/server"
 	"github.com/portcullis/portcullis/controlplane/server/servertest"
 	"github.com/portcullis/portcullis/gateway/certs/cpstorage"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // Proxy credentials the test control plane knows besides servertest's
@@ -164,20 +164,11 @@ func (f *forwarder) kill() {
 
 // logBuffer collects log lines for assertions.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	testutil.SyncBuffer
 }
 
 func (b *logBuffer) contains(s string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Contains(b.buf.String(), s)
+	return strings.Contains(b.String(), s)
 }
 
 func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }

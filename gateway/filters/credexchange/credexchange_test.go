@@ -1,7 +1,6 @@
 package credexchange_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -21,6 +20,7 @@ import (
 	"github.com/portcullis/portcullis/gateway/filter"
 	"github.com/portcullis/portcullis/gateway/filter/filtertest"
 	_ "github.com/portcullis/portcullis/gateway/filters/credexchange"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 const (
@@ -38,19 +38,6 @@ func secretFile(t *testing.T, name, content string) string {
 	}
 	return p
 }
-
-// lockedBuffer is a log sink that background goroutines may write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // upstream is a real server that records what reached it.
 type upstream struct {
@@ -103,12 +90,12 @@ func (u *upstream) forward() filter.Handler {
 type env struct {
 	f    filter.Filter
 	up   *upstream
-	logs *lockedBuffer
+	logs *testutil.SyncBuffer
 }
 
 func newEnv(t *testing.T, cfg string) *env {
 	t.Helper()
-	e := &env{up: newUpstream(t), logs: &lockedBuffer{}}
+	e := &env{up: newUpstream(t), logs: &testutil.SyncBuffer{}}
 	e.f = filtertest.MustBuild(t, "credexchange", cfg,
 		filtertest.WithBuild(func(b *filter.Build) { b.Logger = slog.New(slog.NewTextHandler(e.logs, nil)) }),
 		filtertest.WithBuilt(func(t testing.TB, f filter.Filter) {
@@ -339,4 +326,4 @@ credentials:
 	}
 }
 
-func slogTo(w *lockedBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+func slogTo(w *testutil.SyncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

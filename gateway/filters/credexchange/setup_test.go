@@ -9,6 +9,7 @@ import (
 
 	"github.com/portcullis/portcullis/gateway/filter"
 	"github.com/portcullis/portcullis/gateway/filter/filtertest"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 func TestRegistered(t *testing.T) { filtertest.Registered(t, "credexchange") }
@@ -58,7 +59,7 @@ func TestExposedSecretFileWarns(t *testing.T) {
 	if err := os.WriteFile(p, []byte("visible-key"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	filtertest.MustBuild(t, "credexchange", fmt.Sprintf("credentials:\n  - match: {callers: [\"*\"]}\n    inject: {apiKey: {header: X-Key, valueFile: %s}}", p),
 		filtertest.WithBuild(func(b *filter.Build) { b.Logger = slogTo(logs) }))
 	if out := logs.String(); !strings.Contains(out, "group or others") || strings.Contains(out, "visible-key") {

@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis/portcullis/gateway/config"
 	"github.com/portcullis/portcullis/gateway/filters/jwt"
 	"github.com/portcullis/portcullis/gateway/snapshot"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 func TestAccepted(t *testing.T) {
@@ -368,7 +369,7 @@ func TestReplayConcurrent(t *testing.T) {
 
 // TestSecurityLog: every refusal writes one security event without the token.
 func TestSecurityLog(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
 	f := mustBuild(t, issuerConfig(newJWKS(t).URL, "realm: orders"), buildOpts{log: log})
 	c := claims()
@@ -404,23 +405,6 @@ func TestSecurityLog(t *testing.T) {
 	if strings.Contains(buf.String(), sig) || strings.Contains(buf.String(), tok[:40]) {
 		t.Error("the log contains the token")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestThroughTheCore runs the filter in a compiled snapshot: the core's error answer

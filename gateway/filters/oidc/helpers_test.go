@@ -1,7 +1,6 @@
 package oidc_test
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -27,6 +26,7 @@ import (
 	"github.com/portcullis/portcullis/gateway/filter"
 	"github.com/portcullis/portcullis/gateway/filter/filtertest"
 	"github.com/portcullis/portcullis/gateway/filters/oidc"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // signingKey is made once per test binary: RSA generation is slow under -race.
@@ -180,14 +180,14 @@ type built struct {
 	filter.Filter
 	ev  *events
 	clk *clock
-	log *logBuffer
+	log *testutil.SyncBuffer
 }
 
 // build builds an oidc filter (closed when the test ends) with a fake event sink,
 // a logger into a buffer and a movable clock.
 func build(t testing.TB, cfg string) built {
 	t.Helper()
-	b := built{ev: &events{}, clk: &clock{}, log: &logBuffer{}}
+	b := built{ev: &events{}, clk: &clock{}, log: &testutil.SyncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(b.log, nil))
 	f, err := filtertest.Build(t, oidc.Type, cfg,
 		filtertest.WithBuild(func(fb *filter.Build) { fb.Events, fb.Logger = b.ev, logger }),
@@ -198,24 +198,6 @@ func build(t testing.TB, cfg string) built {
 	oidc.SetClock(f, b.clk.now)
 	b.Filter = f
 	return b
-}
-
-// logBuffer collects the filter's log lines; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 func closeFilter(t testing.TB, f filter.Filter) {

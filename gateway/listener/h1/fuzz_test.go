@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/gateway/listener/h1"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // eofConn is the server end of a net.Pipe that reports io.EOF once the fuzz
@@ -113,7 +114,7 @@ func FuzzServeConn(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), byte(0))
 	f.Add([]byte("POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHEAD /s HTTP/1.1\r\nHost: a\r\n\r\n"), byte(3))
 	f.Fuzz(func(t *testing.T, data []byte, chunk byte) {
-		logs := &safeBuffer{}
+		logs := &testutil.SyncBuffer{}
 		fh := &fuzzHandler{}
 		out := serveFuzz(t, data, int(chunk%32), fh, logs)
 		if strings.Contains(logs.String(), "level=ERROR") {
@@ -245,7 +246,7 @@ func TestFuzzSeeds(t *testing.T) {
 	}
 	for i, in := range inputs {
 		for _, chunk := range []int{0, 1, 7} {
-			logs := &safeBuffer{}
+			logs := &testutil.SyncBuffer{}
 			fh := &fuzzHandler{}
 			out := serveFuzz(t, []byte(in), chunk, fh, logs)
 			if err := checkResponses(out, fh.methods, fh.tunnel); err != nil || strings.Contains(logs.String(), "level=ERROR") {

@@ -13,12 +13,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/portcullis/portcullis/gateway/listener/h1"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // countingConn counts the calls a server makes on its connection.
@@ -231,7 +231,7 @@ func TestBodyReadFailureCancelsContext(t *testing.T) {
 }
 
 func TestPanicLogged(t *testing.T) {
-	var logs safeBuffer
+	var logs testutil.SyncBuffer
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") })
 	cl := serveOne(t, h, &h1.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
 	io.WriteString(cl, get("/"))
@@ -242,23 +242,6 @@ func TestPanicLogged(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, "panic=boom") || !strings.Contains(l, "h1_test.TestPanicLogged") {
 		t.Errorf("log: %s", l)
 	}
-}
-
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Behaviour that differs from net/http on purpose (see README.md).

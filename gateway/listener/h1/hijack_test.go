@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/gateway/listener/h1"
+	"github.com/portcullis/portcullis/internal/testutil"
 )
 
 // echoUpgrade switches to a trivial "echo" protocol, the way WebSocket servers
@@ -254,7 +255,7 @@ func TestHijackedConnOutlivesServeConn(t *testing.T) {
 // client in an unknown protocol: the 101 goes out, then the connection ends,
 // and the misuse is logged.
 func Test101WithoutHijack(t *testing.T) {
-	logs := &safeBuffer{}
+	logs := &testutil.SyncBuffer{}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Upgrade", "echo")
 		w.Header().Set("Connection", "Upgrade")
